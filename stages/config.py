@@ -1,0 +1,329 @@
+"""Typed, validated parameters loaded from ``params.yaml``.
+
+``params.yaml`` has a few top-level switches (``profile``, ``injection``, ``prompt_styles``, ``seeds``),
+one section per stage, and a ``profiles`` section whose ``mini`` / ``blog`` entries override stage keys
+for that profile.  The resolved config is ``section defaults <- params.yaml section <- profiles[profile]``.
+
+Every value is checked before any data or model is touched: an unknown key, a wrong type or a value outside
+its range stops the command with :class:`ConfigError`, whose message is one line naming the key and what
+is allowed (the CLI prints it and exits with status 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES = ("mini", "blog")
+PROMPT_STYLES = ("default", "r1v")
+# Kept in sync with stages.grpo.injection.STRATEGIES by a test; listed here so that validating params
+# needs no torch import.
+INJECTION_STRATEGIES = ("stochastic", "ensure_one", "decay", "adaptive")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A bad value in params.yaml; the message is one line naming the key and what is allowed."""
+
+
+def _f(default: Any, **rules: Any) -> Any:
+    """A dataclass field with validation rules: min / max (inclusive), gt (exclusive), choices."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=rules)
+    return field(default=default, metadata=rules)
+
+
+@dataclass(frozen=True)
+class FetchDataParams:
+    """mini: the offline renderer's settings; blog: where the real data comes from."""
+
+    seed: int = _f(1234, min=0)
+    image_size: int = _f(112, min=28)
+    clevr_train: int = _f(3000, min=1)
+    clevr_heldout: int = _f(1000, min=1)
+    superclevr: int = _f(200, min=1)
+    clevr_min_count: int = _f(1, min=0)
+    clevr_max_count: int = _f(6, min=1)
+    superclevr_min_count: int = _f(1, min=0)
+    superclevr_max_count: int = _f(6, min=1)
+    clevr_repo: str = "leonardPKU/clevr_cogen_a_train"
+    clevr_eval_rows: int = _f(15000, min=1)
+    superclevr_repo: str = "tobiaslee/Super_clevr200"
+    raw_dir: str = "data/raw"
+
+
+@dataclass(frozen=True)
+class FetchModelParams:
+    """mini: architecture of the tiny Qwen2-VL and its supervised pretraining; blog: the hub model."""
+
+    hub_id: str = "Qwen/Qwen2-VL-2B-Instruct"
+    seed: int = _f(0, min=0)
+    # tiny architecture (design.md: a configuration that trains on 2 cores)
+    vocab_size: int = _f(1024, min=300)
+    text_hidden: int = _f(128, min=16)
+    text_layers: int = _f(2, min=1)
+    text_heads: int = _f(4, min=1)
+    text_kv_heads: int = _f(2, min=1)
+    text_intermediate: int = _f(512, min=16)
+    vision_embed: int = _f(64, min=16)
+    vision_depth: int = _f(2, min=1)
+    vision_heads: int = _f(4, min=1)
+    initializer_range: float = _f(0.08, gt=0)
+    # pretraining (SFT on answer tokens only)
+    pretrain_steps: int = _f(500, min=0)
+    pretrain_batch: int = _f(32, min=1)
+    pretrain_lr: float = _f(1e-3, gt=0)
+    pretrain_warmup_frac: float = _f(0.05, min=0, max=1)
+    pretrain_images: int = _f(2000, min=1)
+    r1v_frac: float = _f(0.5, min=0, max=1)
+    default_digit_frac: float = _f(0.15, min=0, max=1)
+    default_digit_noise: float = _f(0.03, min=0, max=1)
+    r1v_answer_noise: float = _f(0.3, min=0, max=1)
+    superclevr_frac: float = _f(0.3, min=0, max=1)
+    check_questions: int = _f(64, min=1)
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    n_questions: int = _f(500, min=1)
+    group_size: int = _f(8, min=2)
+    p_values: list[float] = _f([0.05, 0.145, 0.30])
+    batch_size: int = _f(64, min=1)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The blog's training config (001_*, appendix); the mini profile overrides the budget."""
+
+    steps: int = _f(2000, min=1)
+    prompts_per_step: int = _f(4, min=1)
+    group_size: int = _f(8, min=2)
+    epochs: int = _f(4, min=1)
+    clip_eps: float = _f(0.2, gt=0)
+    kl_coef: float = _f(0.0, min=0)
+    lr: float = _f(1e-5, gt=0)
+    weight_decay: float = _f(0.01, min=0)
+    warmup_frac: float = _f(0.1, min=0, max=1)
+    max_grad_norm: float = _f(1.0, gt=0)
+    temperature: float = _f(1.0, gt=0)
+    top_p: float = _f(1.0, gt=0, max=1)
+    max_new_tokens: int = _f(50, min=1)
+    kl_log_every: int = _f(1, min=1)  # reference forward for the KL log every N steps (always if kl_coef > 0)
+    checkpoint_every: int = _f(25, min=1)
+    accuracy_threshold: float = _f(0.9, gt=0, max=1)
+    rolling_window: int = _f(20, min=1)
+    decay_initial_rate: float = _f(0.8, min=0, max=1)
+    decay_final_rate: float = _f(0.0, min=0, max=1)
+    decay_fraction: float = _f(0.7, gt=0, max=1)
+    adaptive_threshold: float = _f(0.9, min=0, max=1)
+    dtype: str = _f("float32", choices=DTYPES)
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    clevr_questions: int = _f(500, min=1)
+    batch_size: int = _f(64, min=1)
+    do_sample: bool = True
+    temperature: float = _f(1.0, gt=0)
+    top_p: float = _f(1.0, gt=0, max=1)
+    max_new_tokens: int = _f(50, min=1)
+    seed: int = _f(0, min=0)
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    rolling_window: int = _f(20, min=1)
+
+
+SECTIONS: dict[str, type] = {
+    "fetch_data": FetchDataParams,
+    "fetch_model": FetchModelParams,
+    "baseline_assess": BaselineParams,
+    "train": TrainParams,
+    "eval": EvalParams,
+    "report": ReportParams,
+}
+TOP_LEVEL = ("profile", "injection", "prompt_styles", "seeds", "profiles", *SECTIONS)
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    injection: str
+    prompt_styles: list[str]
+    seeds: list[int]
+    fetch_data: FetchDataParams
+    fetch_model: FetchModelParams
+    baseline_assess: BaselineParams
+    train: TrainParams
+    eval: EvalParams
+    report: ReportParams
+
+
+# ----------------------------------------------------------------------------------------------------------
+# validation helpers: each returns the checked value or raises ConfigError with a one-line message
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _check_type(key: str, value: Any, tp: Any) -> Any:
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: must be {_type_name(tp)}")
+        (item_tp,) = typing.get_args(tp)
+        return [_check_type(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }[tp](value)
+    if not ok:
+        raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: must be {_type_name(tp)}")
+    return float(value) if tp is float else value
+
+
+def _check_rules(key: str, value: Any, rules: dict[str, Any]) -> None:
+    items = value if isinstance(value, list) else [value]
+    for v in items:
+        if "choices" in rules and v not in rules["choices"]:
+            allowed = ", ".join(rules["choices"])
+            raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be one of {allowed}")
+        if "min" in rules and v < rules["min"]:
+            raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be >= {rules['min']}")
+        if "max" in rules and v > rules["max"]:
+            raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be <= {rules['max']}")
+        if "gt" in rules and not v > rules["gt"]:
+            raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be > {rules['gt']}")
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"params.yaml: unknown key {name}.{unknown[0]}; allowed keys in {name}: {', '.join(fields)}"
+        )
+    checked = {}
+    for key, value in values.items():
+        full = f"{name}.{key}"
+        checked[key] = _check_type(full, value, hints[key])
+        _check_rules(full, checked[key], dict(fields[key].metadata))
+    return cls(**checked)
+
+
+def _section_dict(raw: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"params.yaml: {where}{name} must be a mapping of keys to values, got {value!r}")
+    return value
+
+
+def _cross_checks(cfg: Config) -> None:
+    d, m = cfg.fetch_data, cfg.fetch_model
+    if d.clevr_min_count > d.clevr_max_count:
+        raise ConfigError("params.yaml: fetch_data.clevr_min_count must be <= fetch_data.clevr_max_count")
+    if d.superclevr_min_count > d.superclevr_max_count:
+        raise ConfigError(
+            "params.yaml: fetch_data.superclevr_min_count must be <= fetch_data.superclevr_max_count"
+        )
+    if m.text_hidden % m.text_heads or (m.text_hidden // m.text_heads) % 2:
+        raise ConfigError("params.yaml: fetch_model.text_hidden must be divisible by text_heads (even head_dim)")
+    if m.text_heads % m.text_kv_heads:
+        raise ConfigError("params.yaml: fetch_model.text_heads must be a multiple of text_kv_heads")
+    if m.vision_embed % m.vision_heads:
+        raise ConfigError("params.yaml: fetch_model.vision_embed must be divisible by vision_heads")
+    if cfg.train.decay_final_rate > cfg.train.decay_initial_rate:
+        raise ConfigError("params.yaml: train.decay_final_rate must be <= train.decay_initial_rate")
+
+
+def config_from_dict(raw: Any) -> Config:
+    """Validate a params mapping (as read from params.yaml) and resolve the active profile."""
+    if not isinstance(raw, dict):
+        raise ConfigError("params.yaml: must be a mapping of keys to values")
+    unknown = sorted(set(raw) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"params.yaml: unknown key {unknown[0]}; allowed top-level keys: {', '.join(TOP_LEVEL)}")
+    for required in ("profile", "injection", "prompt_styles", "seeds", *SECTIONS):
+        if required not in raw:
+            raise ConfigError(f"params.yaml: missing key {required}; add it (see README, 'Parameters')")
+
+    profile = _check_type("profile", raw["profile"], str)
+    _check_rules("profile", profile, {"choices": PROFILES})
+    injection = _check_type("injection", raw["injection"], str)
+    _check_rules("injection", injection, {"choices": INJECTION_STRATEGIES})
+    prompt_styles = _check_type("prompt_styles", raw["prompt_styles"], list[str])
+    _check_rules("prompt_styles", prompt_styles, {"choices": PROMPT_STYLES})
+    if not prompt_styles or len(set(prompt_styles)) != len(prompt_styles):
+        raise ConfigError("params.yaml: prompt_styles must be a non-empty list of distinct styles: default, r1v")
+    seeds = _check_type("seeds", raw["seeds"], list[int])
+    _check_rules("seeds", seeds, {"min": 0})
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError("params.yaml: seeds must be a non-empty list of distinct integers >= 0")
+
+    profiles = _section_dict(raw, "profiles", "")
+    unknown = sorted(set(profiles) - set(PROFILES))
+    if unknown:
+        raise ConfigError(f"params.yaml: unknown profile profiles.{unknown[0]}; allowed: {', '.join(PROFILES)}")
+    overrides = _section_dict(profiles, profile, "profiles.")
+    unknown = sorted(set(overrides) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"params.yaml: unknown section profiles.{profile}.{unknown[0]}; allowed: {', '.join(SECTIONS)}"
+        )
+    # Every profile's overrides are validated, not only the active one, so a typo never waits for a switch.
+    for other in PROFILES:
+        for name, cls in SECTIONS.items():
+            values = _section_dict(_section_dict(profiles, other, "profiles."), name, f"profiles.{other}.")
+            _build_section(f"profiles.{other}.{name}", cls, values)
+
+    sections = {}
+    for name, cls in SECTIONS.items():
+        _build_section(name, cls, _section_dict(raw, name, ""))  # a bad value is an error even if overridden
+        merged = {**_section_dict(raw, name, ""), **_section_dict(overrides, name, f"profiles.{profile}.")}
+        sections[name] = _build_section(name, cls, merged)
+    cfg = Config(profile=profile, injection=injection, prompt_styles=prompt_styles, seeds=seeds, **sections)
+    _cross_checks(cfg)
+    return cfg
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate params.yaml; raises ConfigError (one line) on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; run from the repository root or pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else "syntax error"
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    return config_from_dict(raw)
+
+
+def cell_name(prompt: str, arm: str, seed: int) -> str:
+    """The name of one grid cell, as DVC's matrix names it: ``default-stochastic-0``."""
+    return f"{prompt}-{arm}-{seed}"
+
+
+def parse_cell(name: str) -> tuple[str, str, int]:
+    """Inverse of :func:`cell_name`; raises ConfigError on a malformed name."""
+    parts = name.rsplit("-", 2)
+    if len(parts) != 3 or parts[0] not in PROMPT_STYLES or not parts[2].isdigit():
+        raise ConfigError(f"cell {name!r} is invalid: expected PROMPT-ARM-SEED, e.g. default-stochastic-0")
+    arm = parts[1]
+    if arm not in ("none", *INJECTION_STRATEGIES):
+        allowed = ", ".join(("none", *INJECTION_STRATEGIES))
+        raise ConfigError(f"cell {name!r} is invalid: arm {arm!r} must be one of {allowed}")
+    return parts[0], arm, int(parts[2])

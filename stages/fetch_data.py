@@ -1,0 +1,36 @@
+"""Stage ``fetch_data``: the counting datasets, in the real schemas, whatever the profile.
+
+Writes ``OUT/clevr`` (a DatasetDict: ``train``, ``heldout``; columns image, problem, solution) and
+``OUT/superclevr`` (a Dataset: image, question, ground_truth), each with ``save_to_disk``.
+- mini: rendered offline by :mod:`stages.scenes` (CLEVR-mini and SuperCLEVR-mini).
+- blog: ``leonardPKU/clevr_cogen_a_train`` (its last ``clevr_eval_rows`` rows held out) and the 200 SuperCLEVR
+  counting questions, from local copies under ``raw_dir`` or from the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from stages import data
+from stages.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def main(cfg: Config, out: Path) -> None:
+    d = cfg.fetch_data
+    if cfg.profile == "blog":
+        raw = Path(d.raw_dir)
+        clevr = data.fetch_clevr_blog(repo_id=d.clevr_repo, eval_rows=d.clevr_eval_rows,
+                                      raw_dir=raw / d.clevr_repo.split("/")[-1])
+        superclevr = data.fetch_superclevr_blog(raw_dir=raw / "superclevr", repo_id=d.superclevr_repo)
+    else:
+        clevr = data.build_clevr_mini(seed=d.seed, n_train=d.clevr_train, n_heldout=d.clevr_heldout,
+                                      min_count=d.clevr_min_count, max_count=d.clevr_max_count, size=d.image_size)
+        superclevr = data.build_superclevr_mini(seed=d.seed, n=d.superclevr, min_count=d.superclevr_min_count,
+                                                max_count=d.superclevr_max_count, size=d.image_size)
+    data.save_dataset_atomic(clevr, out / "clevr")
+    data.save_dataset_atomic(superclevr, out / "superclevr")
+    log.info("wrote %s: clevr train %d, heldout %d; superclevr %d", out, len(clevr["train"]),
+             len(clevr["heldout"]), len(superclevr))

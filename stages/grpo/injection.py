@@ -1,0 +1,201 @@
+"""Guidance injection: replace some of a group's policy samples by the correct answer.
+
+With a weak prompt the base policy rarely produces a number (14.5% in the blog), so most
+groups of G samples have equal rewards and zero advantage: the cold-start problem.
+Injection substitutes the correct answer for some samples of a group, guaranteeing a +1
+reward next to the policy's own samples and therefore reward variance (seed 001, "Guidance
+Injection: Breaking the Cold Start"; seed 000, "How Guidance Injection Works").
+
+A strategy only decides WHICH indices of one group are replaced; ``apply_injection`` does
+the replacement and rescoring. Strategies are registered by name for params.yaml:
+
+* ``none``: never inject (pure GRPO).
+* ``stochastic``: the blog 001 scheme, ``k = randint(1, G-1)`` random indices (1 to 7 of 8).
+* ``ensure_one``: the blog 000 scheme, one random index, only if no sample is correct.
+* ``decay``: each sample independently with probability ``injection_rate(step)``, the
+  blog's suggested hybrid (001, "Step 4: Consider Hybrid Approaches").
+* ``adaptive``: ``stochastic`` until the policy's rolling digit rate reaches a threshold,
+  then ``none`` (an extension: stop guiding once the format is learned).
+
+Every strategy leaves at least one policy sample in the group: a fully injected group
+would have all rewards +1, zero std, and no learning signal (001, "The critical constraint").
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InjectionParams:
+    """Knobs of the injection strategies (defaults are the blog's)."""
+
+    decay_initial_rate: float = 0.8  # blog get_injection_rate: initial_rate
+    decay_final_rate: float = 0.0  # blog get_injection_rate: final_rate
+    decay_fraction: float = 0.7  # decay over the first 70% of steps
+    adaptive_threshold: float = 0.9  # adaptive: switch off once rolling digit rate >= this
+
+    def __post_init__(self) -> None:
+        """Reject rates and fractions outside [0, 1] with a one-line message."""
+        for name in ("decay_initial_rate", "decay_final_rate", "decay_fraction", "adaptive_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"InjectionParams.{name} must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class GroupContext:
+    """What a strategy may look at when deciding the injections of one group."""
+
+    step: int  # 0-based training step
+    total_steps: int
+    group_size: int  # G
+    rewards: tuple[int, ...]  # the G policy samples' rewards (+1/0/-1) before injection
+    rolling_digit_rate: float  # fraction of recent POLICY samples that contained a number
+
+    def __post_init__(self) -> None:
+        """Reject groups that cannot be injected into consistently (G < 2, wrong reward count)."""
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 to keep a policy sample, got {self.group_size}")
+        if len(self.rewards) != self.group_size:
+            raise ValueError(f"expected {self.group_size} rewards (one per sample), got {len(self.rewards)}")
+
+
+InjectionStrategy = Callable[[GroupContext, InjectionParams, random.Random], list[int]]
+STRATEGIES: dict[str, InjectionStrategy] = {}
+
+
+def _register(name: str) -> Callable[[InjectionStrategy], InjectionStrategy]:
+    """Decorator adding a strategy to ``STRATEGIES`` under ``name``."""
+
+    def add(strategy: InjectionStrategy) -> InjectionStrategy:
+        STRATEGIES[name] = strategy
+        return strategy
+
+    return add
+
+
+def injection_rate(step: int, total_steps: int, params: InjectionParams) -> float:
+    """The blog's ``get_injection_rate``: linear decay from the initial to the final rate.
+
+    The rate falls linearly over the first ``decay_fraction * total_steps`` steps and stays
+    at the final rate afterwards. Identical to the blog's code, plus one guard: with an
+    empty decay window (total_steps or decay_fraction 0) the blog divides by zero; here the
+    final rate is returned.
+    """
+    decay_steps = params.decay_fraction * total_steps
+    if decay_steps <= 0 or step > decay_steps:
+        return params.decay_final_rate
+    progress = step / decay_steps
+    return params.decay_initial_rate * (1 - progress) + params.decay_final_rate * progress
+
+
+@_register("none")
+def inject_none(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """Never inject: pure GRPO, every sample is the policy's own."""
+    return []
+
+
+@_register("stochastic")
+def inject_stochastic(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """Blog 001's scheme: inject k = randint(1, G-1) distinct random samples (never all G)."""
+    num_injected = rng.randint(1, ctx.group_size - 1)  # randint is inclusive at both ends
+    return sorted(rng.sample(range(ctx.group_size), num_injected))
+
+
+@_register("ensure_one")
+def inject_ensure_one(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """Blog 000's scheme: if no sample is correct (reward +1), inject one random sample."""
+    if any(reward == 1 for reward in ctx.rewards):
+        return []
+    return [rng.randrange(ctx.group_size)]
+
+
+@_register("decay")
+def inject_decay(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """Inject each sample independently with probability ``injection_rate(step)``.
+
+    If every sample was drawn, one of them (chosen at random) is given back to the policy,
+    so that the group keeps reward variance. One uniform draw per sample is made whatever
+    the rate, so a seeded run consumes the rng identically at every step.
+    """
+    rate = injection_rate(ctx.step, ctx.total_steps, params)
+    draws = [rng.random() for _ in range(ctx.group_size)]  # (G,)
+    injected = [index for index, draw in enumerate(draws) if draw < rate]
+    if len(injected) == ctx.group_size:
+        injected.pop(rng.randrange(ctx.group_size))
+    return injected
+
+
+@_register("adaptive")
+def inject_adaptive(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """``stochastic`` while the rolling digit rate is below the threshold, then ``none``."""
+    if ctx.rolling_digit_rate < params.adaptive_threshold:
+        return inject_stochastic(ctx, params, rng)
+    return inject_none(ctx, params, rng)
+
+
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
+
+
+def get_strategy(name: str) -> InjectionStrategy:
+    """Return the strategy registered under ``name``; ValueError listing the names if none."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown injection strategy {name!r}; registered: {', '.join(STRATEGY_NAMES)}") from None
+
+
+def choose_injected(name: str, ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """Indices of the group's samples to replace by the correct answer, per strategy ``name``.
+
+    Returns sorted unique indices in [0, G), never all G. A strategy breaking that contract
+    is a bug in this module and raises RuntimeError rather than silently training on it.
+    """
+    strategy = get_strategy(name)
+    injected = sorted(set(strategy(ctx, params, rng)))
+    if injected and not 0 <= injected[0] <= injected[-1] < ctx.group_size:
+        raise RuntimeError(f"strategy {name!r} returned indices outside [0, {ctx.group_size}): {injected}")
+    if len(injected) == ctx.group_size:
+        raise RuntimeError(f"strategy {name!r} injected all {ctx.group_size} samples of a group")
+    return injected
+
+
+def apply_injection(
+    completions: Sequence[str],
+    rewards: Sequence[int],
+    injected: Sequence[int],
+    injected_text: str,
+    reward_fn: Callable[[str], int],
+) -> tuple[list[str], list[int], list[bool]]:
+    """Replace the ``injected`` samples of one group by ``injected_text`` and rescore them.
+
+    Args:
+        completions: the G policy completions of one group.
+        rewards: their G rewards.
+        injected: indices to replace (from ``choose_injected``).
+        injected_text: the correct answer in the prompt style's format (e.g. "5", or
+            "<think>...</think><answer> 5 </answer>" for R1V).
+        reward_fn: scores one completion against this group's truth, e.g.
+            ``functools.partial(count_reward, truth=5)``; injected text should score +1.
+
+    Returns:
+        (completions, rewards, is_injected): new lists of length G; the inputs are not
+        mutated. ``is_injected[i]`` marks samples the policy did not generate, for the logs
+        (and because they need old-policy log-probs from a forward pass, not from generate).
+    """
+    if len(completions) != len(rewards):
+        raise ValueError(f"{len(completions)} completions but {len(rewards)} rewards")
+    group_size = len(completions)
+    injected_set = set(injected)
+    if any(not 0 <= index < group_size for index in injected_set):
+        raise ValueError(f"injected indices {sorted(injected_set)} outside [0, {group_size})")
+    is_injected = [index in injected_set for index in range(group_size)]
+    injected_reward = reward_fn(injected_text) if injected_set else None
+    new_completions = [
+        injected_text if flag else completion for flag, completion in zip(is_injected, completions, strict=True)
+    ]
+    new_rewards = [injected_reward if flag else reward for flag, reward in zip(is_injected, rewards, strict=True)]
+    return new_completions, new_rewards, is_injected

@@ -1,0 +1,373 @@
+"""The one place that knows Qwen2-VL: building the tiny model, loading, prompting, generation, log-probs.
+
+Both profiles go through these functions: the mini profile's tiny model is a real
+``Qwen2VLForConditionalGeneration`` saved with ``save_pretrained``, so one loader serves the hub model too.
+
+Traps handled here (each reproduced on these machines, see design.md):
+- a forward with ``image_grid_thw`` needs ``mm_token_type_ids``; completion tokens get zeros;
+- expanding a prompt to its group repeats each image's own block of patches (a plain
+  ``pixel_values.repeat`` silently pairs the wrong images);
+- generation needs left padding, and ``padding_side`` is not saved: it is set after every load;
+- a sampled ``<|image_pad|>`` breaks the next forward: every special token but the end tokens is suppressed;
+- generate's default ``top_k=50`` is not the blog's sampling: ``top_k=0``;
+- ``AutoProcessor`` may need torchvision (video processor): the processor is assembled from the tokenizer
+  and the PIL image processor, with no video processor.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    GenerationConfig,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLProcessor,
+)
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+# Qwen2-VL's 14 special tokens, in the order of the real tokenizer (ids follow the BPE vocabulary).
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+# Qwen2-VL-2B-Instruct's chat template, verbatim.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# building the mini world's tokenizer, processor and model
+
+
+def build_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``texts`` with Qwen2-VL's special tokens, as ``Qwen2Tokenizer``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer)
+    vocab = bpe.get_vocab()
+    tok = Qwen2Tokenizer(vocab=vocab, merges=_merges(bpe), errors="replace")
+    tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
+    tok.eos_token = "<|im_end|>"
+    tok.pad_token = "<|endoftext|>"
+    tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+def _merges(bpe) -> list[tuple[str, str]]:
+    """The trained BPE merges as (left, right) pairs, read from the tokenizer's JSON form."""
+    import json
+
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges]
+
+
+def build_image_processor(image_size: int) -> Qwen2VLImageProcessorPil:
+    """The PIL image processor pinned to ``image_size`` squares (112 px -> 8x8 patches -> 16 visual tokens)."""
+    pixels = image_size * image_size
+    return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
+
+
+class VLProcessor(Qwen2VLProcessor):
+    """``Qwen2VLProcessor`` without a video processor (which needs torchvision, unavailable on CPU wheels)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, video_processor=None, chat_template=None, **kw):
+        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kw)
+
+    def check_argument_for_proper_class(self, argument_name, argument):
+        if argument_name == "video_processor" and argument is None:
+            return None  # no video processor: this project feeds images only
+        return super().check_argument_for_proper_class(argument_name, argument)
+
+
+def tiny_config(tokenizer, *, text_hidden=128, text_layers=2, text_heads=4, text_kv_heads=2,
+                text_intermediate=512, vision_embed=64, vision_depth=2, vision_heads=4,
+                initializer_range=0.08) -> Qwen2VLConfig:
+    """A tiny Qwen2-VL (same class as the real one); vision ``hidden_size`` equals the text width."""
+    head_dim = text_hidden // text_heads
+    half = head_dim // 2
+    # mrope_section splits head_dim/2 rotary frequencies into (temporal, height, width) parts; Qwen's
+    # real split is [16, 24, 24] of 64: keep the same 1/4, 3/8, 3/8 shape.
+    t = half // 4
+    h = (half - t) // 2
+    mrope = [t, h, half - t - h]
+    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    return Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=text_hidden,
+            intermediate_size=text_intermediate,
+            num_hidden_layers=text_layers,
+            num_attention_heads=text_heads,
+            num_key_value_heads=text_kv_heads,
+            max_position_embeddings=2048,
+            initializer_range=initializer_range,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            tie_word_embeddings=True,
+        ),
+        vision_config=dict(
+            depth=vision_depth,
+            embed_dim=vision_embed,
+            hidden_size=text_hidden,
+            num_heads=vision_heads,
+            mlp_ratio=4,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            initializer_range=initializer_range,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_model(config: Qwen2VLConfig, seed: int) -> Qwen2VLForConditionalGeneration:
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=config.text_config.eos_token_id, pad_token_id=config.text_config.pad_token_id
+    )
+    return model
+
+
+def save_model_dir(model, processor, out_dir: Path) -> None:
+    """Save model (safetensors) and processor so that :func:`load_model` reads them back."""
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.tokenizer.save_pretrained(out_dir)
+    processor.image_processor.save_pretrained(out_dir)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading (both profiles)
+
+
+def load_processor(path_or_id: str | Path) -> VLProcessor:
+    """Tokenizer + PIL image processor from a local directory or a hub id; left padding for generation."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path_or_id), trust_remote_code=False)
+    tokenizer.padding_side = "left"  # not saved by save_pretrained: set after every load
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(path_or_id))
+    return VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+
+
+def load_model(path_or_id: str | Path, dtype: str = "float32", device: str | torch.device = "cpu"):
+    """The policy from safetensors only, no remote code; returns (model, processor)."""
+    model = AutoModelForImageTextToText.from_pretrained(
+        str(path_or_id),
+        dtype=getattr(torch, dtype),
+        trust_remote_code=False,
+        use_safetensors=True,
+        attn_implementation="sdpa",
+    ).to(device)
+    return model, load_processor(path_or_id)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# prompting
+
+
+def encode_prompts(processor, images: list[Image.Image], prompt_texts: list[str]):
+    """Tokenise chat-formatted prompts with their images, left-padded.
+
+    Returns a BatchFeature with input_ids (B, P), attention_mask (B, P), mm_token_type_ids (B, P),
+    pixel_values (sum of patches, C*T*14*14) and image_grid_thw (B, 3).
+    """
+    return processor(
+        images=[img.convert("RGB") for img in images],
+        text=prompt_texts,
+        padding=True,
+        return_tensors="pt",
+        return_mm_token_type_ids=True,
+    )
+
+
+def chat_prompt(processor, messages: list[dict]) -> str:
+    return processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def patches_per_image(image_grid_thw: torch.Tensor) -> list[int]:
+    """Rows of ``pixel_values`` that belong to each image: t*h*w of its grid."""
+    return image_grid_thw.prod(dim=-1).tolist()
+
+
+def expand_to_groups(batch: dict, group_size: int) -> dict:
+    """Repeat every prompt ``group_size`` times, each with its OWN image patches.
+
+    input_ids (B, P) -> (B*G, P); pixel_values: each image's block of rows repeated G times in place.
+    """
+    counts = patches_per_image(batch["image_grid_thw"])
+    blocks = torch.split(batch["pixel_values"], counts, dim=0)
+    out = {k: v.repeat_interleave(group_size, dim=0) for k, v in batch.items() if k != "pixel_values"}
+    out["pixel_values"] = torch.cat([b for b in blocks for _ in range(group_size)], dim=0)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# generation and log-probs
+
+
+def end_token_ids(tokenizer) -> list[int]:
+    return [tokenizer.convert_tokens_to_ids(t) for t in END_TOKENS]
+
+
+def sampling_config(tokenizer, *, max_new_tokens: int, do_sample: bool = True, temperature: float = 1.0,
+                    top_p: float = 1.0, min_new_tokens: int = 0) -> GenerationConfig:
+    """The blog's sampling (temperature 1, top_p 1, no top-k), every special token but the ends suppressed."""
+    ends = set(end_token_ids(tokenizer))
+    specials = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    kw = dict(temperature=temperature, top_p=top_p, top_k=0) if do_sample else {}
+    return GenerationConfig(
+        do_sample=do_sample,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
+        eos_token_id=sorted(ends),
+        pad_token_id=tokenizer.pad_token_id,
+        suppress_tokens=[i for i in specials if i not in ends],
+        **kw,
+    )
+
+
+@dataclass
+class Generation:
+    """Completions of a batch of prompts: token ids right-padded after the end token."""
+
+    completion_ids: torch.Tensor  # (N, T) long
+    completion_mask: torch.Tensor  # (N, T) bool: tokens up to and including the end token
+    logprobs: torch.Tensor | None  # (N, T) float32: log pi(token) under the sampling policy (raw logits)
+    texts: list[str]
+
+
+def completion_mask_from_ids(ids: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
+    """(N, T) mask that keeps every token up to and including the first end token of each row."""
+    is_end = torch.isin(ids, torch.tensor(end_ids, device=ids.device))
+    # number of end tokens strictly before each position; a token is kept while none has occurred
+    ends_before = torch.cumsum(is_end.int(), dim=1) - is_end.int()
+    return ends_before == 0
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """log_softmax(logits)[..., index] without materialising a (N, T, V) fp32 log-prob tensor.
+
+    logits (N, T, V), index (N, T) -> (N, T) float32; processed ``chunk`` rows at a time, which matters at
+    the real vocabulary (151k).
+    """
+    out = []
+    for lg, ix in zip(logits.split(chunk), index.split(chunk)):
+        lg = lg.float()
+        picked = torch.gather(lg, -1, ix.unsqueeze(-1)).squeeze(-1)
+        out.append(picked - torch.logsumexp(lg, dim=-1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def generate(model, processor, batch: dict, gen_config: GenerationConfig, *, want_logprobs: bool = True) -> Generation:
+    """Sample one completion per row of ``batch`` (already expanded to groups when needed)."""
+    tok = processor.tokenizer
+    inputs = {k: v.to(model.device) for k, v in batch.items()}
+    gen_config = copy.deepcopy(gen_config)
+    gen_config.return_dict_in_generate = True
+    gen_config.output_logits = want_logprobs
+    out = model.generate(**inputs, generation_config=gen_config)
+    prompt_len = inputs["input_ids"].shape[1]
+    ids = out.sequences[:, prompt_len:]
+    mask = completion_mask_from_ids(ids, end_token_ids(tok))
+    ids = ids.masked_fill(~mask, tok.pad_token_id)
+    logprobs = None
+    if want_logprobs:
+        logits = torch.stack(out.logits, dim=1)  # (N, T, V) raw logits: before temperature / suppression
+        logprobs = selective_log_softmax(logits, ids).masked_fill(~mask, 0.0)
+    texts = tok.batch_decode(ids.masked_fill(~mask, tok.pad_token_id), skip_special_tokens=True)
+    return Generation(ids.cpu(), mask.cpu(), None if logprobs is None else logprobs.cpu(), texts)
+
+
+def completion_logprobs(model, batch: dict, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token log-probs of the completions under ``model`` (the training forward; keeps the graph).
+
+    batch: left-padded prompts, one row per completion (N rows); completion_ids / mask (N, T).
+    Returns (N, T) float32, zero where the mask is off.
+    """
+    device = model.device
+    completion_ids = completion_ids.to(device)
+    completion_mask = completion_mask.to(device)
+    n, t = completion_ids.shape
+    input_ids = torch.cat([batch["input_ids"].to(device), completion_ids], dim=1)  # (N, P+T)
+    attention = torch.cat([batch["attention_mask"].to(device), completion_mask.long()], dim=1)
+    mm_types = torch.cat(
+        [batch["mm_token_type_ids"].to(device), torch.zeros(n, t, dtype=batch["mm_token_type_ids"].dtype, device=device)],
+        dim=1,
+    )
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention,
+        mm_token_type_ids=mm_types,
+        pixel_values=batch["pixel_values"].to(device),
+        image_grid_thw=batch["image_grid_thw"].to(device),
+        logits_to_keep=t + 1,  # logits of the last prompt token and of every completion token
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :]  # (N, T, V): position i predicts completion token i
+    return selective_log_softmax(logits, completion_ids).masked_fill(~completion_mask, 0.0)
+
+
+def tokenize_completions(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Texts -> (ids (N, T) right-padded, mask (N, T)), each ending with ``<|im_end|>``."""
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    seqs = [tokenizer(t, add_special_tokens=False)["input_ids"] + [end] for t in texts]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = True
+    return ids, mask

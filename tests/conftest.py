@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny base model built (and briefly pretrained) once per test session, offline."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_processor():
+    from stages.fetch_model import tokenizer_corpus
+    from stages.vlm import qwen2vl as vlm
+
+    tok = vlm.build_tokenizer(tokenizer_corpus(10), 1024)
+    return vlm.VLProcessor(image_processor=vlm.build_image_processor(112), tokenizer=tok,
+                           chat_template=tok.chat_template)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_processor):
+    from stages.vlm import qwen2vl as vlm
+
+    model = vlm.build_tiny_model(vlm.tiny_config(tiny_processor.tokenizer), seed=0)
+    return model.eval()
+
+
+def python_exe() -> str:
+    return sys.executable

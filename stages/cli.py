@@ -141,6 +141,73 @@ def train(
     log.info("%s: %s", cell, summary)
 
 
+@app.command("baseline-assess")
+def baseline_assess(
+    base: Annotated[Path, typer.Option(help="The base model directory.")] = Path("models/base"),
+    data: Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")] = Path("data/datasets"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON per prompt style.")] = Path("metrics/baseline.json"),
+    table: Annotated[Path, typer.Option(help="Markdown tables.")] = Path("reports/baseline_assess.md"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Stage baseline_assess. Reads params baseline_assess.*, eval.* (decoding); writes METRICS and TABLE.
+
+    Per prompt style, on held-out CLEVR: digit (format) rate, accuracy, accuracy given a digit, and the chance
+    of any learning signal 1-(1-p)^G at the blog's p values and at the measured p.
+    """
+    cfg = _config(params)
+    _setup()
+    from stages import baseline_assess as stage
+
+    _run(stage.main, cfg, base, data, metrics, table)
+
+
+@app.command("eval")
+def evaluate(
+    dataset: Annotated[str, typer.Argument(help="clevr (held-out, in-domain) or superclevr (cross-domain).")],
+    prompt: Annotated[str, typer.Argument(help="Prompt style: default or r1v.")],
+    model: Annotated[Path, typer.Option(help="Model directory: models/base or models/CELL.")] = Path("models/base"),
+    data: Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")] = Path("data/datasets"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("metrics/eval/out.json"),
+    answers: Annotated[Path, typer.Option(help="Per-question answers (JSON lines).")] = Path("metrics/eval/out.jsonl"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Stages eval_clevr / eval_superclevr. Reads params eval.*, MODEL, the dataset; writes METRICS and ANSWERS.
+
+    Accuracy, number-present rate and accuracy per true count, with the decoding of params eval.*.
+    """
+    from stages.config import PROMPT_STYLES
+
+    cfg = _config(params)
+    if dataset not in ("clevr", "superclevr"):
+        _fail(f"dataset {dataset!r} is invalid: must be clevr or superclevr", 2)
+    if prompt not in PROMPT_STYLES:
+        _fail(f"prompt {prompt!r} is invalid: must be one of {', '.join(PROMPT_STYLES)}", 2)
+    _setup()
+    from stages import evaluate as stage
+
+    _run(stage.main, cfg, dataset, prompt, model, data, metrics, answers)
+
+
+@app.command("report")
+def report(
+    metrics: Annotated[Path, typer.Option(help="The metrics directory (baseline, train, eval).")] = Path("metrics"),
+    live: Annotated[Path, typer.Option(help="The DVCLive training logs directory.")] = Path("dvclive/train"),
+    out: Annotated[Path, typer.Option(help="Report directory: report.md and figures/.")] = Path("reports"),
+    summary: Annotated[Path, typer.Option(help="Flat summary metrics keyed by role.")] = Path("reports/summary.json"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Stage report. Reads metrics and logs only; writes OUT/report.md, OUT/figures/*.png and SUMMARY.
+
+    Every figure and table of the blog from this pipeline's measurements, the blog's numbers beside ours, and
+    a claims table with a verdict per finding.
+    """
+    cfg = _config(params)
+    _setup()
+    from stages import report as stage
+
+    _run(stage.main, cfg, metrics, live, out, summary)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -53,7 +53,7 @@ class FetchDataParams:
     superclevr_max_count: int = _f(6, min=1)
     clevr_repo: str = "leonardPKU/clevr_cogen_a_train"
     clevr_eval_rows: int = _f(15000, min=1)
-    superclevr_repo: str = "tobiaslee/Super_clevr200"
+    superclevr_repo: str = "jigsaw-r1/super_clevr"
     raw_dir: str = "data/raw"
 
 
@@ -75,7 +75,7 @@ class FetchModelParams:
     vision_heads: int = _f(4, min=1)
     initializer_range: float = _f(0.08, gt=0)
     # pretraining (SFT on answer tokens only)
-    pretrain_steps: int = _f(500, min=0)
+    pretrain_steps: int = _f(1000, min=0)
     pretrain_batch: int = _f(32, min=1)
     pretrain_lr: float = _f(1e-3, gt=0)
     pretrain_warmup_frac: float = _f(0.05, min=0, max=1)

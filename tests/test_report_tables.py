@@ -1,0 +1,190 @@
+"""Markdown tables: expected rows and columns, our numbers formatted, the blog's numbers beside them."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from stages import report_tables as rt
+from stages.blog_numbers import BLOG
+
+
+def parse_md(text: str) -> list[list[str]]:
+    """All tables' rows (header and body, without the alignment line), cells stripped."""
+    rows = []
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if all(re.fullmatch(r":?-{3,}:?", c) for c in cells):
+            continue
+        rows.append(cells)
+    return rows
+
+
+def as_dicts(text: str) -> list[dict[str, str]]:
+    rows = parse_md(text)
+    header = rows[0]
+    assert all(len(r) == len(header) for r in rows), "ragged table"
+    return [dict(zip(header, r, strict=True)) for r in rows[1:]]
+
+
+def make_cells(seeds=(0,), prompts=("default", "r1v")) -> pd.DataFrame:
+    base = {  # steps_to_threshold, clevr, superclevr, number present, steps, seconds
+        ("default", "inject"): (150, 0.93, 0.30, 0.67, 200, 3600.0),
+        ("default", "none"): (320, 0.93, 0.48, 0.66, 400, 7200.0),
+        ("r1v", "inject"): (90, 0.97, 0.745, 0.99, 300, 5400.0),
+        ("r1v", "none"): (80, 0.95, 0.72, 0.99, 150, 2700.0),
+    }
+    rows = []
+    for (prompt, arm), (stt, clevr, sc, npr, steps, secs) in base.items():
+        if prompt not in prompts:
+            continue
+        for seed in seeds:
+            rows.append({"prompt": prompt, "arm": arm, "strategy": "stochastic" if arm == "inject" else "none",
+                         "seed": seed, "steps": steps, "steps_to_threshold": stt + 10 * seed,
+                         "train_seconds": secs, "clevr_acc": clevr + 0.01 * seed, "clevr_digit_rate": 0.99,
+                         "superclevr_acc": sc + 0.01 * seed, "superclevr_digit_rate": npr})
+    return pd.DataFrame(rows)
+
+
+BASE_EVAL = pd.DataFrame([
+    {"prompt": "default", "clevr_acc": 0.12, "clevr_digit_rate": 0.123, "superclevr_acc": 0.25,
+     "superclevr_digit_rate": 0.41},
+    {"prompt": "r1v", "clevr_acc": 0.70, "clevr_digit_rate": 0.98, "superclevr_acc": 0.66,
+     "superclevr_digit_rate": 0.97},
+])
+BASELINE = pd.DataFrame([
+    {"prompt": "default", "digit_rate": 0.123, "accuracy": 0.11, "accuracy_given_digit": 0.894, "n": 500},
+    {"prompt": "r1v", "digit_rate": 0.98, "accuracy": 0.70, "accuracy_given_digit": 0.714, "n": 500},
+])
+
+
+def test_formatting_helpers():
+    assert rt.fmt_pct([0.93]) == "93.0%"
+    assert rt.fmt_pct([0.9215, 0.9385]) == "93.0% ± 1.2 (n=2)"
+    assert rt.fmt_pct([]) == "not run"
+    assert rt.fmt_steps([634.0]) == "634"
+    assert rt.fmt_steps([math.nan]) == "not reached"
+    assert rt.fmt_steps([100.0, math.nan]) == "100; not reached in 1/2 seeds"
+    assert rt.fmt_duration(3 * 3600) == "3.0 h"
+    assert rt.signal_chance(0.145, 8) == pytest.approx(0.7144, abs=1e-4)
+
+
+def test_reward_table_matches_blog():
+    pytest.importorskip("stages.grpo.rewards")
+    rows = as_dicts(rt.reward_table())
+    assert len(rows) == len(BLOG.reward_examples)
+    assert {r["Reward (blog)"] for r in rows} == {"+1", "0", "-1"}
+    assert rows[0]["Model output"] == "`The answer is 5`"
+    assert all(r["Agree"] == "yes" for r in rows), rows
+
+
+def test_baseline_table():
+    rows = as_dicts(rt.baseline_table(BASELINE))
+    assert [r["Prompt"] for r in rows] == ["Default (weak baseline)", "R1V (strong baseline)"]
+    d, r = rows
+    assert d["Digit rate (ours)"] == "12.3%" and d["Digit rate (blog)"].startswith("14.5%")
+    assert d["Accuracy (blog)"] == "14.0%" and d["Acc. given digit (blog)"] == "~95%"
+    assert r["Digit rate (blog)"] == "99%" and r["Accuracy (blog)"] == "68%" and r["Acc. given digit (blog)"] == "—"
+    assert d["Questions (ours)"] == "500" and d["Questions (blog)"] == "1,000"
+
+
+def test_baseline_table_missing_prompt():
+    rows = as_dicts(rt.baseline_table(BASELINE[BASELINE.prompt == "default"]))
+    assert rows[1]["Digit rate (ours)"] == "not run" and rows[1]["Digit rate (blog)"] == "99%"
+
+
+def test_signal_chance_table():
+    rows = as_dicts(rt.signal_chance_table({"default": 0.123, "r1v": 0.98}))
+    assert len(rows) == 5
+    assert [r["Blog (G=8)"] for r in rows[:3]] == ["34%", "71%", "94%"]
+    assert [r["1-(1-p)^8 (ours, computed)"] for r in rows[:3]] == ["33.7%", "71.4%", "94.2%"]
+    assert rows[3]["p"] == "12.3%" and rows[3]["Blog (G=8)"] == "—"
+    other = as_dicts(rt.signal_chance_table({}, group_size=4))
+    assert other[0]["Blog (G=8)"] == "34% (at G=8)"
+
+
+def test_digit_rate_threshold_table():
+    rows = as_dicts(rt.digit_rate_threshold_table({"default": 0.123, "r1v": 0.98}))
+    assert [r["Digit rate"] for r in rows] == ["0-5%", "5-15%", "15-30%", ">30%"]
+    assert rows[0]["GRPO viability (blog)"] == "Will fail"
+    assert rows[1]["Our prompts (measured)"] == "Default (12.3%)"
+    assert rows[1]["Blog's prompts"] == "Default (14.5%)"
+    assert rows[3]["Our prompts (measured)"] == "R1V (98.0%)"
+    assert rows[2]["Our prompts (measured)"] == "—"
+
+
+def test_in_domain_table_one_and_two_seeds():
+    rows = as_dicts(rt.in_domain_table(make_cells(), 0.9))
+    assert len(rows) == 6  # 2 prompts x (2 arms + speed-up)
+    inj = rows[0]
+    assert inj["Arm"] == "injection (stochastic)"
+    assert inj["Steps to 90% (ours)"] == "150" and inj["Steps to 90% (blog)"].startswith("~600")
+    assert inj["Final CLEVR acc. (blog)"] == "93%" and inj["Training time (blog)"] == "~3 h"
+    assert inj["Training time (ours)"] == "1.0 h"
+    assert rows[1]["Steps to 90% (blog)"].startswith("~1,600") and rows[1]["Training time (blog)"] == "~8 h"
+    assert rows[2]["Steps to 90% (ours)"] == "2.13x" and rows[2]["Steps to 90% (blog)"].startswith("2.5x")
+    assert rows[3]["Steps to 90% (blog)"] == "~800" and rows[4]["Steps to 90% (blog)"] == "~700"
+    two = as_dicts(rt.in_domain_table(make_cells(seeds=(0, 1)), 0.8))
+    assert "Steps to 80% (ours)" in two[0]
+    assert two[0]["Steps to 80% (ours)"] == "155 ± 7 (n=2)"
+    assert two[0]["Final CLEVR acc. (ours)"] == "93.5% ± 0.7 (n=2)"
+
+
+def test_in_domain_table_not_reached_and_missing_prompt():
+    cells = make_cells(prompts=("default",))
+    cells.loc[cells.arm == "none", "steps_to_threshold"] = math.nan
+    rows = as_dicts(rt.in_domain_table(cells, 0.9))
+    assert rows[1]["Steps to 90% (ours)"] == "not reached"
+    assert rows[2]["Steps to 90% (ours)"] == "none did not reach the threshold"
+    assert rows[3]["Steps to 90% (ours)"] == "not run" and rows[3]["Steps to 90% (blog)"] == "~800"
+
+
+def test_cross_domain_table():
+    rows = as_dicts(rt.cross_domain_table(make_cells(), BASE_EVAL))
+    assert len(rows) == 8  # 2 prompts x (base, inject, none, difference)
+    base, inj, none, diff = rows[:4]
+    assert base["SuperCLEVR acc. (ours)"] == "25.0%" and base["SuperCLEVR acc. (blog)"] == "28%"
+    assert base["Number present (blog)"] == "40%"
+    assert inj["SuperCLEVR acc. (blog)"] == "30%" and inj["Number present (blog)"] == "67%"
+    assert none["SuperCLEVR acc. (blog)"] == "48%"
+    assert diff["SuperCLEVR acc. (ours)"] == "-18.0 pp" and diff["SuperCLEVR acc. (blog)"] == "-18 pp"
+    assert rows[4]["SuperCLEVR acc. (blog)"] == "68%" and rows[4]["Number present (blog)"] == "—"
+
+
+def test_r1v_tables():
+    text = rt.r1v_tables(make_cells(), BASE_EVAL, 0.9)
+    assert "R1V training dynamics" in text and "R1V cross-domain transfer" in text
+    tables = [t for t in text.split("**") if t.strip().startswith("|")]
+    dyn, transfer = as_dicts(tables[0]), as_dicts(tables[1])
+    assert len(dyn) == 2 and len(transfer) == 3
+    assert dyn[0]["Steps to 90% (blog)"] == "~800" and dyn[0]["Final CLEVR acc. (blog)"] == "97%"
+    assert dyn[0]["Steps trained (blog)"] == "1,574" and dyn[1]["Steps trained (blog)"] == "776*"
+    assert dyn[1]["Steps to 90% (ours)"] == "80"
+    assert transfer[0]["SuperCLEVR acc. (blog)"] == "68%" and transfer[0]["SuperCLEVR acc. (ours)"] == "66.0%"
+    assert transfer[1]["SuperCLEVR acc. (blog)"].startswith("74-75%")
+    assert transfer[2]["SuperCLEVR acc. (blog)"].startswith("72%")
+
+
+def test_complete_results_table():
+    rows = as_dicts(rt.complete_results_table(make_cells(), BASE_EVAL))
+    assert len(rows) == 6
+    assert [r["Injection"] for r in rows] == ["base model", "Yes (stochastic)", "No"] * 2
+    assert rows[0]["Baseline"] == "Weak: Default (ours 12.3%, blog 14.5%)"
+    assert [r["Steps (blog)"] for r in rows] == ["0", "634", "1,612", "0", "1,574", "776*"]
+    assert [r["CLEVR (blog)"] for r in rows] == ["14%", "93%", "93%", "68%", "97%", "95%"]
+    assert [r["SuperCLEVR (blog)"].split(" (")[0] for r in rows] == ["28%", "30%", "48%", "68%", "74-75%", "72%"]
+    assert rows[1]["SuperCLEVR (ours)"] == "30.0%" and rows[1]["Steps (ours)"] == "200"
+
+
+def test_tables_with_no_data():
+    empty = pd.DataFrame()
+    for text in (rt.in_domain_table(empty, 0.9), rt.cross_domain_table(empty, empty),
+                 rt.complete_results_table(empty, empty), rt.r1v_tables(empty, empty, 0.9),
+                 rt.baseline_table(empty)):
+        assert "not run" in text
+        assert "|" in text

@@ -1,0 +1,105 @@
+"""End-to-end GRPO on a tiny model: parameters move, logs are written, kill and resume equals a straight run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stages import train as train_stage
+from stages.config import load_config
+from stages.data import build_clevr_mini, save_dataset_atomic
+from stages.trainer import GRPOTrainer, lr_multiplier, merge_completions
+from stages.vlm import qwen2vl as vlm
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_model, tiny_processor, repo_root):
+    root = tmp_path_factory.mktemp("world")
+    vlm.save_model_dir(tiny_model, tiny_processor, root / "base")
+    ds = build_clevr_mini(seed=3, n_train=12, n_heldout=4, min_count=1, max_count=4, size=112)
+    save_dataset_atomic(ds, root / "data" / "clevr")
+    cfg = load_config(repo_root / "params.yaml")
+    small = dataclasses.replace(cfg.train, steps=4, prompts_per_step=2, group_size=4, epochs=2, max_new_tokens=8,
+                                checkpoint_every=2, lr=1e-3, warmup_frac=0.0, rolling_window=2)
+    return root, dataclasses.replace(cfg, train=small)
+
+
+def _run(world, out, cell="default-stochastic-0"):
+    root, cfg = world
+    return train_stage.main(cfg, cell, root / "base", root / "data", out / "model", out / "ckpt", out / "live",
+                            out / "metrics.json")
+
+
+def _records(out):
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    return [{k: v for k, v in r.items() if k != "seconds_per_step"} for r in state["records"]]
+
+
+def test_training_changes_parameters_and_writes_logs(world, tmp_path):
+    root, _ = world
+    summary = _run(world, tmp_path)
+    assert summary["steps"] == 4
+    before = load_file(root / "base" / "model.safetensors")
+    after = load_file(tmp_path / "model" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["cell"] == "default-stochastic-0" and metrics["arm"] == "stochastic"
+    tsv = tmp_path / "live" / "plots" / "metrics" / "charts" / "injected_frac.tsv"
+    lines = tsv.read_text().splitlines()
+    assert len(lines) == 1 + 4
+    # stochastic injection replaces 1..G-1 of every group: never 0, never all
+    fracs = [float(line.split("\t")[-1]) for line in lines[1:]]
+    assert all(0 < f < 1 for f in fracs)
+
+
+def test_same_seed_same_logs(world, tmp_path):
+    _run(world, tmp_path / "a", "default-none-0")
+    _run(world, tmp_path / "b", "default-none-0")
+    assert _records(tmp_path / "a") == _records(tmp_path / "b")
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(world, tmp_path, monkeypatch):
+    _run(world, tmp_path / "straight")
+    original = GRPOTrainer.train_step
+
+    def dies_at_step_3(self, step):
+        if step == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, step)
+
+    monkeypatch.setattr(GRPOTrainer, "train_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(world, tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "model").exists()  # no half-finished model taken as output
+    assert json.loads((tmp_path / "resumed" / "ckpt" / "state.json").read_text())["next_step"] == 2
+    monkeypatch.setattr(GRPOTrainer, "train_step", original)
+    _run(world, tmp_path / "resumed")
+
+    assert _records(tmp_path / "straight") == _records(tmp_path / "resumed")
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = (tmp_path / "resumed" / "live" / "plots" / "metrics" / "charts" / "accuracy.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in steps[1:]] == ["0", "1", "2", "3"]  # no step logged twice
+
+
+def test_merge_completions_puts_injected_rows_in_place():
+    gen = torch.tensor([[5, 6, 2], [7, 2, 0]])
+    gmask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    inj = torch.tensor([[9, 9, 9, 2]])
+    imask = torch.ones(1, 4, dtype=torch.bool)
+    ids, mask = merge_completions(gen, gmask, [1], inj, imask, pad_id=0)
+    assert ids.tolist() == [[5, 6, 2, 0], [9, 9, 9, 2]]
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+
+
+def test_lr_warmup():
+    # 100 steps, 10% warmup: step 0 -> 1/10, step 4 -> 5/10, from step 9 on -> 1
+    assert lr_multiplier(0, 100, 0.1) == pytest.approx(0.1)
+    assert lr_multiplier(4, 100, 0.1) == pytest.approx(0.5)
+    assert lr_multiplier(50, 100, 0.1) == 1.0
+    assert lr_multiplier(0, 100, 0.0) == 1.0

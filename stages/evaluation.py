@@ -32,7 +32,7 @@ def answer_questions(model, processor, examples: list[CountingExample], style: s
         texts = [vlm.chat_prompt(processor, prompts.build_messages(style, ex.question)) for ex in chunk]
         batch = dict(vlm.encode_prompts(processor, [ex.image for ex in chunk], texts))
         gen = vlm.generate(model, processor, batch, gen_cfg, want_logprobs=False)
-        for ex, text in zip(chunk, gen.texts):
+        for ex, text in zip(chunk, gen.texts, strict=True):
             rows.append({
                 "row": ex.row, "question": ex.question, "truth": ex.answer, "response": text,
                 "predicted": extract_answer(text), "reward": count_reward(text, ex.answer),

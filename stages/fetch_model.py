@@ -147,7 +147,7 @@ def check_base_behaviour(model, processor, examples: list[tuple[Image.Image, str
         texts = [vlm.chat_prompt(processor, prompts.build_messages(style, q)) for _, q, _ in examples]
         batch = vlm.encode_prompts(processor, [img for img, _, _ in examples], texts)
         gen = vlm.generate(model, processor, dict(batch), gen_cfg, want_logprobs=False)
-        rewards = [count_reward(t, truth) for t, (_, _, truth) in zip(gen.texts, examples)]
+        rewards = [count_reward(t, truth) for t, (_, _, truth) in zip(gen.texts, examples, strict=True)]
         digits = sum(r != -1 for r in rewards)
         correct = sum(r == 1 for r in rewards)
         out[style] = {

@@ -125,7 +125,7 @@ def flat_summary(cells: pd.DataFrame, base_eval: pd.DataFrame, baseline: pd.Data
 
 def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding: dict | None) -> str:
     thr = cfg.train.accuracy_threshold
-    measured = dict(zip(baseline["prompt"], baseline["digit_rate"])) if len(baseline) else {}
+    measured = dict(zip(baseline["prompt"], baseline["digit_rate"], strict=False)) if len(baseline) else {}
     fig = lambda name, caption: f"![{caption}](figures/{figures.FIGURE_FILES[name]})\n\n*{caption}*\n"  # noqa: E731
     dec = (f"sampling, temperature {decoding['temperature']}, top_p {decoding['top_p']}" if decoding and
            decoding.get("do_sample") else "greedy decoding") if decoding else "as set in params eval.*"

@@ -138,7 +138,7 @@ class GRPOTrainer:
         policy = self.policy
         policy.eval()
         gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True)
-        policy_rewards = [count_reward(t, ex.answer) for t, ex in zip(gen.texts, [e for e in exs for _ in range(G)])]
+        policy_rewards = [count_reward(t, ex.answer) for t, ex in zip(gen.texts, [e for e in exs for _ in range(G)], strict=True)]
 
         # guidance injection, group by group
         rng = random.Random(step_seed(self.seed, step, 100 + self.acc.process_index))
@@ -168,7 +168,7 @@ class GRPOTrainer:
                 inj_logp = vlm.completion_logprobs(policy, sub, completion_ids[rows], completion_mask[rows])
             old[rows] = inj_logp.float().cpu()
             old_logp = old.masked_fill(~completion_mask, 0.0)
-            for row, text in zip(rows, inj_texts):
+            for row, text in zip(rows, inj_texts, strict=True):
                 texts_out[row] = text
                 is_injected[row] = True
                 rewards[row] = count_reward(text, exs[row // G].answer)

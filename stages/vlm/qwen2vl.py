@@ -303,7 +303,7 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk: int 
     the real vocabulary (151k).
     """
     out = []
-    for lg, ix in zip(logits.split(chunk), index.split(chunk)):
+    for lg, ix in zip(logits.split(chunk), index.split(chunk), strict=True):
         lg = lg.float()
         picked = torch.gather(lg, -1, ix.unsqueeze(-1)).squeeze(-1)
         out.append(picked - torch.logsumexp(lg, dim=-1))

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from stages.blog_numbers import ARM_LABELS, BASELINE_STRENGTH, BLOG, PROMPT_LABELS, BlogValue
+from stages.grpo.advantages import signal_chance
 
 PROMPTS: tuple[str, ...] = ("default", "r1v")
 ARMS: tuple[str, ...] = ("inject", "none")
@@ -304,11 +305,6 @@ def baseline_table(baseline: pd.DataFrame) -> str:
     return md_table(["Prompt", "Digit rate (ours)", "Digit rate (blog)", "Accuracy (ours)", "Accuracy (blog)",
                      "Acc. given digit (ours)", "Acc. given digit (blog)", "Questions (ours)", "Questions (blog)"],
                     rows)
-
-
-def signal_chance(p: float, group_size: int) -> float:
-    """P(at least one parseable answer in a group of G) = 1 - (1-p)^G."""
-    return 1.0 - (1.0 - p) ** group_size
 
 
 def signal_chance_table(measured_p: dict[str, float], group_size: int = BLOG.group_size,

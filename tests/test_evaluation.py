@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from stages.baseline_assess import markdown, signal_table
-from stages.evaluation import score, signal_chance
+from stages.evaluation import score
+from stages.grpo.advantages import signal_chance
 
 
 def test_signal_chance_matches_the_blog():

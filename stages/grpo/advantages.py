@@ -77,3 +77,12 @@ def frac_zero_std_groups(rewards: torch.Tensor | Sequence[float], group_size: in
     if groups.shape[0] == 0:
         return 0.0
     return _constant_groups(groups).float().mean().item()
+
+
+def signal_chance(p: float, group_size: int) -> float:
+    """The blog's chance of any learning signal in a group of G: 1 - (1 - p)^G.
+
+    ``p`` is the probability that one completion is scoreable (contains a number); a group with none
+    has all rewards equal (-1) and so zero advantages.
+    """
+    return 1.0 - (1.0 - p) ** group_size

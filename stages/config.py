@@ -71,7 +71,7 @@ class FetchModelParams:
     text_kv_heads: int = _f(2, min=1)
     text_intermediate: int = _f(512, min=16)
     vision_embed: int = _f(64, min=16)
-    vision_depth: int = _f(2, min=1)
+    vision_depth: int = _f(4, min=1)
     vision_heads: int = _f(4, min=1)
     initializer_range: float = _f(0.08, gt=0)
     # pretraining (SFT on answer tokens only)

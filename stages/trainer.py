@@ -122,29 +122,34 @@ class GRPOTrainer:
         return self.acc.unwrap_model(self.model)
 
     # ------------------------------------------------------------------------------------------------------
-    def sample_prompts(self, step: int) -> list[CountingExample]:
-        """This process's share of the step's B questions (the same global B for any number of processes)."""
+    def sample_prompts(self, step: int) -> list[tuple[int, CountingExample]]:
+        """This process's share of the step's B questions, with their position in the global batch.
+
+        The global batch and every draw tied to a prompt are seeded from (seed, step, global position), so one
+        process and N processes sample, inject and update identically.
+        """
         rng = random.Random(step_seed(self.seed, step, 1))
         chosen = rng.sample(range(len(self.examples)), self.p.prompts_per_step)
-        mine = chosen[self.acc.process_index :: self.acc.num_processes]
-        return [self.examples[i] for i in mine]
+        positions = range(self.acc.process_index, len(chosen), self.acc.num_processes)
+        return [(pos, self.examples[chosen[pos]]) for pos in positions]
 
     def collect(self, step: int) -> Rollout:
         G = self.p.group_size
-        exs = self.sample_prompts(step)
+        mine = self.sample_prompts(step)
+        exs = [ex for _, ex in mine]
         texts = [vlm.chat_prompt(self.processor, prompts.build_messages(self.style, ex.question)) for ex in exs]
         batch = vlm.expand_to_groups(dict(vlm.encode_prompts(self.processor, [ex.image for ex in exs], texts)), G)
-        torch.manual_seed(step_seed(self.seed, step, 2 + self.acc.process_index))
+        row_seeds = [step_seed(self.seed, step, 1000 + pos * G + i) for pos, _ in mine for i in range(G)]
         policy = self.policy
         policy.eval()
-        gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True)
+        gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True, row_seeds=row_seeds)
         policy_rewards = [count_reward(t, ex.answer) for t, ex in zip(gen.texts, [e for e in exs for _ in range(G)], strict=True)]
 
         # guidance injection, group by group
-        rng = random.Random(step_seed(self.seed, step, 100 + self.acc.process_index))
         rolling = sum(self.digit_history) / len(self.digit_history) if self.digit_history else 0.0
         rows, inj_texts = [], []
-        for g, ex in enumerate(exs):
+        for g, (pos, ex) in enumerate(mine):
+            rng = random.Random(step_seed(self.seed, step, 100_000 + pos))
             group_rewards = tuple(policy_rewards[g * G : (g + 1) * G])
             ctx = GroupContext(step=step, total_steps=self.p.steps, group_size=G, rewards=group_rewards,
                                rolling_digit_rate=rolling)

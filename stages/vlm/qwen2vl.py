@@ -278,6 +278,35 @@ def sampling_config(tokenizer, *, max_new_tokens: int, do_sample: bool = True, t
     )
 
 
+class PerRowSampler:
+    """Samples each row from its own ``torch.Generator``: a row's completion then depends on its seed only,
+    not on which other rows share the batch, so N processes sampling B/N prompts each reproduce what one
+    process sampling all B does.
+
+    Used as the LAST logits processor of a greedy ``generate``: it applies temperature and top-p itself, draws
+    one token per row by inverse-CDF from the row's generator, and returns scores whose argmax is that token.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float = 1.0, top_p: float = 1.0):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (N, V)
+        if self.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            keep_sorted = sorted_p.cumsum(-1) - sorted_p < self.top_p  # always keeps the top token
+            keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+            probs = torch.where(keep, probs, torch.zeros_like(probs))
+            probs = probs / probs.sum(-1, keepdim=True)
+        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(probs.device)  # (N,)
+        cdf = probs.cumsum(-1)
+        tokens = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).clamp(max=probs.shape[-1] - 1)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, tokens, 0.0)
+
+
 @dataclass
 class Generation:
     """Completions of a batch of prompts: token ids right-padded after the end token."""
@@ -311,14 +340,26 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk: int 
 
 
 @torch.no_grad()
-def generate(model, processor, batch: dict, gen_config: GenerationConfig, *, want_logprobs: bool = True) -> Generation:
-    """Sample one completion per row of ``batch`` (already expanded to groups when needed)."""
+def generate(model, processor, batch: dict, gen_config: GenerationConfig, *, want_logprobs: bool = True,
+             row_seeds: list[int] | None = None) -> Generation:
+    """Sample one completion per row of ``batch`` (already expanded to groups when needed).
+
+    With ``row_seeds`` every row draws from its own generator (see :class:`PerRowSampler`); otherwise the
+    global torch RNG is used.
+    """
+    from transformers import LogitsProcessorList
+
     tok = processor.tokenizer
     inputs = {k: v.to(model.device) for k, v in batch.items()}
     gen_config = copy.deepcopy(gen_config)
     gen_config.return_dict_in_generate = True
     gen_config.output_logits = want_logprobs
-    out = model.generate(**inputs, generation_config=gen_config)
+    processors = None
+    if row_seeds is not None and gen_config.do_sample:
+        processors = LogitsProcessorList([PerRowSampler(row_seeds, gen_config.temperature, gen_config.top_p)])
+        gen_config.do_sample = False  # greedy over the sampler's one-hot scores
+        gen_config.temperature, gen_config.top_p, gen_config.top_k = None, None, None
+    out = model.generate(**inputs, generation_config=gen_config, logits_processor=processors)
     prompt_len = inputs["input_ids"].shape[1]
     ids = out.sequences[:, prompt_len:]
     mask = completion_mask_from_ids(ids, end_token_ids(tok))
@@ -337,7 +378,7 @@ def completion_logprobs(model, batch: dict, completion_ids: torch.Tensor, comple
     batch: left-padded prompts, one row per completion (N rows); completion_ids / mask (N, T).
     Returns (N, T) float32, zero where the mask is off.
     """
-    device = model.device
+    device = next(model.parameters()).device  # works for a DDP-wrapped model too
     completion_ids = completion_ids.to(device)
     completion_mask = completion_mask.to(device)
     n, t = completion_ids.shape

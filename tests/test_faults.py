@@ -237,3 +237,24 @@ def test_blog_profile_offline_fails_with_what_to_download(tmp_path, monkeypatch)
     message = str(err.value)
     assert "\n" not in message and "Qwen/Qwen2-VL-2B-Instruct" in message and "--local-dir" in message
     assert not (tmp_path / "base").exists()
+
+
+def test_models_load_from_safetensors_without_remote_code(monkeypatch, tmp_path, tiny_model, tiny_processor):
+    """The loader never runs code shipped with a model and never unpickles weights."""
+    from transformers import AutoModelForImageTextToText
+
+    vlm.save_model_dir(tiny_model, tiny_processor, tmp_path / "m")
+    seen = {}
+    real = AutoModelForImageTextToText.from_pretrained
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", spy)
+    vlm.load_model(tmp_path / "m")
+    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
+    # a pickled checkpoint beside the safetensors is ignored; without safetensors, loading refuses
+    (tmp_path / "m" / "model.safetensors").rename(tmp_path / "m" / "pytorch_model.bin")
+    with pytest.raises(OSError):
+        vlm.load_model(tmp_path / "m")

@@ -16,6 +16,7 @@ processes with ``accelerate launch`` (each takes B / world prompts; DDP averages
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -41,6 +42,25 @@ from stages.grpo import (
 from stages.vlm import qwen2vl as vlm
 
 log = logging.getLogger(__name__)
+
+
+class PhaseTimer:
+    """Seconds spent per phase of a step (generation, reference forward, training passes, optimizer)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+    def reset(self) -> dict[str, float]:
+        out, self.seconds = self.seconds, {}
+        return out
 
 
 class NonFiniteError(RuntimeError):
@@ -113,6 +133,7 @@ class GRPOTrainer:
             decay_fraction=params.decay_fraction, adaptive_threshold=params.adaptive_threshold,
         )
         self.digit_history: deque[float] = deque(maxlen=params.rolling_window)
+        self.timer = PhaseTimer()
         if params.prompts_per_step % self.acc.num_processes:
             raise ValueError(f"train.prompts_per_step ({params.prompts_per_step}) must be a multiple of the "
                              f"number of processes ({self.acc.num_processes})")
@@ -142,7 +163,8 @@ class GRPOTrainer:
         row_seeds = [step_seed(self.seed, step, 1000 + pos * G + i) for pos, _ in mine for i in range(G)]
         policy = self.policy
         policy.eval()
-        gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True, row_seeds=row_seeds)
+        with self.timer("generation"):
+            gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True, row_seeds=row_seeds)
         policy_rewards = [count_reward(t, ex.answer) for t, ex in zip(gen.texts, [e for e in exs for _ in range(G)], strict=True)]
 
         # guidance injection, group by group
@@ -169,7 +191,7 @@ class GRPOTrainer:
             sub = {k: v for k, v in batch.items() if k != "pixel_values"}
             sub = {k: v[rows] for k, v in sub.items()}
             sub["pixel_values"] = _rows_pixels(batch, rows)
-            with torch.no_grad():
+            with torch.no_grad(), self.timer("injected_forward"):
                 inj_logp = vlm.completion_logprobs(policy, sub, completion_ids[rows], completion_mask[rows])
             old[rows] = inj_logp.float().cpu()
             old_logp = old.masked_fill(~completion_mask, 0.0)
@@ -180,7 +202,7 @@ class GRPOTrainer:
 
         ref_logp = None
         if self.ref_model is not None and (self.p.kl_coef > 0 or step % self.p.kl_log_every == 0):
-            with torch.no_grad():
+            with torch.no_grad(), self.timer("reference_forward"):
                 ref_logp = vlm.completion_logprobs(self.ref_model, batch, completion_ids, completion_mask).float().cpu()
         advantages = group_advantages(torch.tensor(rewards, dtype=torch.float32), G)
         return Rollout(batch, completion_ids, completion_mask, old_logp, ref_logp, advantages, rewards,
@@ -198,20 +220,20 @@ class GRPOTrainer:
         self.model.train()
         dev = self.acc.device
         for _ in range(self.p.epochs):
-            logp = vlm.completion_logprobs(self.model, ro.batch, ro.completion_ids, ro.completion_mask)
-            loss, st = grpo_loss(
-                logp, ro.old_logp.to(dev), ro.advantages.to(dev), ro.completion_mask.to(dev),
-                clip_eps=self.p.clip_eps, ref_logp=None if ro.ref_logp is None or self.p.kl_coef == 0 else ro.ref_logp.to(dev),
-                kl_coef=self.p.kl_coef,
-            )
-            if not torch.isfinite(loss):
-                raise NonFiniteError(f"step {step}: the loss is {loss.item()}; stopping (the last checkpoint is intact)")
-            self.opt.zero_grad(set_to_none=True)
-            self.acc.backward(loss)
-            norm = self.acc.clip_grad_norm_(self.model.parameters(), self.p.max_grad_norm)
-            if not torch.isfinite(norm):
-                raise NonFiniteError(f"step {step}: the gradient norm is {float(norm)}; stopping (the last checkpoint is intact)")
-            self.opt.step()
+            with self.timer("train_forward_backward"):
+                logp = vlm.completion_logprobs(self.model, ro.batch, ro.completion_ids, ro.completion_mask)
+                ref = None if ro.ref_logp is None or self.p.kl_coef == 0 else ro.ref_logp.to(dev)
+                loss, st = grpo_loss(logp, ro.old_logp.to(dev), ro.advantages.to(dev), ro.completion_mask.to(dev),
+                                     clip_eps=self.p.clip_eps, ref_logp=ref, kl_coef=self.p.kl_coef)
+                if not torch.isfinite(loss):
+                    raise NonFiniteError(f"step {step}: the loss is {loss.item()}; stopping (the last checkpoint is intact)")
+                self.opt.zero_grad(set_to_none=True)
+                self.acc.backward(loss)
+            with self.timer("optimizer"):
+                norm = self.acc.clip_grad_norm_(self.model.parameters(), self.p.max_grad_norm)
+                if not torch.isfinite(norm):
+                    raise NonFiniteError(f"step {step}: the gradient norm is {float(norm)}; stopping (the last checkpoint is intact)")
+                self.opt.step()
             stats["grad_norm"].append(float(norm))
             for k in ("clip_frac", "loss", "ratio_mean"):
                 stats[k].append(float(st[k]))

@@ -208,6 +208,28 @@ def report(
     _run(stage.main, cfg, metrics, live, out, summary)
 
 
+@app.command("bench")
+def bench(
+    base: Annotated[Path, typer.Option(help="The model to benchmark (mini: models/base).")] = Path("models/base"),
+    data: Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")] = Path("data/datasets"),
+    repeats: Annotated[int, typer.Option(min=1, help="Timed steps of each (after one warm-up step).")] = 5,
+    trl: Annotated[bool, typer.Option(help="Also time TRL's GRPOTrainer (needs the 'bench' extra).")] = True,
+    out: Annotated[Path, typer.Option(help="JSON results.")] = Path("reports/benchmarks.json"),
+    md: Annotated[Path, typer.Option(help="Readable results.")] = Path("reports/benchmarks.md"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Benchmark one GRPO step of ours against TRL's GRPOTrainer (4 prompts x 8, 50 tokens, 4 epochs, fp32).
+
+    Writes OUT and MD: medians, min, max, the ratio, our step by phase, and peak memory. Not a DVC stage.
+    """
+    cfg = _config(params)
+    _setup()
+    from stages import bench as stage
+
+    result = _run(stage.main, cfg, base, data, repeats, out, md, trl)
+    typer.echo(md.read_text() if md.is_file() else result)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

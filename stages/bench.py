@@ -1,0 +1,222 @@
+"""``vlm-grpo bench``: one GRPO step of ours against TRL's ``GRPOTrainer``, same model, data and settings.
+
+A "step" is the blog's: 4 prompts x G = 8 completions (max 50 new tokens), then 4 clipped passes over them
+(TRL: ``num_iterations=4``, so one of our steps equals one TRL generation plus 4 TRL optimizer steps),
+epsilon 0.2, beta 0 (no reference model), temperature 1.0, fp32.  The two run alternately in one process,
+after a warm-up step each; the report gives medians, min, max, the ratio, our step's breakdown by phase,
+and the peak memory of each (RSS on CPU, peak allocated on GPU).  A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from stages.config import Config
+from stages.data import load_counting_split
+from stages.grpo import count_reward
+from stages.io import atomic_write_text, write_json
+from stages.trainer import GRPOTrainer
+from stages.vlm import qwen2vl as vlm
+
+# the model's own compute; everything else in a step is overhead
+COMPUTE_PHASES = ("generation", "injected_forward", "reference_forward", "train_forward_backward", "optimizer")
+
+
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM), so each block is measured alone."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mib() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_memory_mib() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return _peak_rss_mib()
+
+
+def _reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    _reset_peak_rss()
+
+
+def _bench_params(cfg: Config):
+    return dataclasses.replace(cfg.train, prompts_per_step=4, group_size=8, epochs=4, clip_eps=0.2, kl_coef=0.0,
+                               temperature=1.0, top_p=1.0, max_new_tokens=50, kl_log_every=10**9,
+                               warmup_frac=0.0, dtype="float32")
+
+
+class OursRunner:
+    def __init__(self, cfg: Config, base_dir: Path, examples, device: str):
+        model, processor = vlm.load_model(base_dir, "float32", device)
+        self.trainer = GRPOTrainer(model, None, processor, examples, "default", "none", _bench_params(cfg), seed=0)
+        self.step = 0
+
+    def run(self) -> tuple[float, dict[str, float]]:
+        self.trainer.timer.reset()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        self.trainer.train_step(self.step)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        total = time.perf_counter() - t0
+        self.step += 1
+        return total, self.trainer.timer.reset()
+
+
+class TRLRunner:
+    """TRL's GRPOTrainer on the same model and questions; ``run`` times one generation + 4 optimizer steps."""
+
+    def __init__(self, cfg: Config, base_dir: Path, examples, device: str, steps: int):
+        import datasets
+        from trl import GRPOConfig
+        from trl import GRPOTrainer as TRLGRPOTrainer
+
+        model, processor = vlm.load_model(base_dir, "float32", device)
+        tok = processor.tokenizer
+        ends = set(vlm.end_token_ids(tok))
+        suppress = [tok.convert_tokens_to_ids(t) for t in vlm.SPECIAL_TOKENS]
+        suppress = [i for i in suppress if i not in ends]
+        rows = {"prompt": [], "image": [], "truth": []}
+        for ex in examples:
+            rows["prompt"].append([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ex.question}]}])
+            rows["image"].append(ex.image)
+            rows["truth"].append(ex.answer)
+        ds = datasets.Dataset.from_dict(rows)
+
+        def reward(completions, truth, **_):
+            texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+            return [float(count_reward(t, n)) for t, n in zip(texts, truth, strict=True)]
+
+        self.out = tempfile.mkdtemp(prefix="trl-bench-")
+        args = GRPOConfig(
+            output_dir=self.out, per_device_train_batch_size=32, num_generations=8, steps_per_generation=1,
+            num_iterations=4, max_completion_length=50, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
+            epsilon=0.2, learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay, max_grad_norm=1.0,
+            loss_type="grpo", bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=device == "cpu",
+            report_to=[], logging_steps=10**6, save_strategy="no", max_steps=4 * steps, seed=0,
+            generation_kwargs={"suppress_tokens": suppress, "eos_token_id": sorted(ends)},
+            dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
+        )
+        self.trainer = TRLGRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds,
+                                      processing_class=processor)
+        from transformers import TrainerCallback
+
+        times: list[float] = []
+
+        class Clock(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter())
+
+            def on_step_end(self, args, state, control, **kw):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter())
+
+        self.times = times
+        self.trainer.add_callback(Clock())
+
+    def train_all(self) -> list[float]:
+        """Train ``4 * steps`` optimizer steps; returns seconds per reference step (4 optimizer steps each)."""
+        self.trainer.train()
+        per_opt = [self.times[i + 1] - self.times[i] for i in range(0, len(self.times) - 1, 2)]
+        return [sum(per_opt[i : i + 4]) for i in range(0, len(per_opt) - 3, 4)]
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def main(cfg: Config, base_dir: Path, data_dir: Path, repeats: int, out_json: Path, out_md: Path,
+         with_trl: bool = True) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    split = load_counting_split(data_dir / "clevr" / "train", "clevr")
+    examples = [split[i] for i in range(min(256, len(split)))]
+    torch.set_num_threads(torch.get_num_threads())
+
+    _reset_peak_memory()
+    ours = OursRunner(cfg, base_dir, examples, device)
+    ours.run()  # warm-up
+    ours_times, phases = [], []
+    for _ in range(repeats):
+        t, ph = ours.run()
+        ours_times.append(t)
+        phases.append(ph)
+    ours_peak = _peak_memory_mib()
+    del ours
+    gc.collect()
+
+    result: dict = {"ours_s_per_step": statistics.median(ours_times), "ours": _stats(ours_times)}
+    breakdown = {k: statistics.median([p.get(k, 0.0) for p in phases]) for k in COMPUTE_PHASES}
+    total = result["ours_s_per_step"]
+    breakdown["other"] = max(0.0, total - sum(breakdown.values()))
+    result["ours_breakdown_s"] = breakdown
+    result["overhead_frac"] = breakdown["other"] / total
+    result["ours_peak_mib"] = round(ours_peak, 1)
+    if with_trl:
+        _reset_peak_memory()
+        trl = TRLRunner(cfg, base_dir, examples, device, steps=repeats + 1)
+        trl_steps = trl.train_all()[1:]  # the first reference step is the warm-up
+        result["trl_s_per_step"] = statistics.median(trl_steps)
+        result["trl"] = _stats(trl_steps)
+        result["ratio"] = result["ours_s_per_step"] / result["trl_s_per_step"]
+        result["trl_peak_mib"] = round(_peak_memory_mib(), 1)
+    import transformers
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "transformers": transformers.__version__}
+    if with_trl:
+        import trl as trl_pkg
+
+        versions["trl"] = trl_pkg.__version__
+    out = {device: result, "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                       "threads": torch.get_num_threads()}, "versions": versions}
+    write_json(out_json, out)
+    atomic_write_text(out_md, markdown(out, device))
+    return out
+
+
+def markdown(out: dict, device: str) -> str:
+    r = out[device]
+    lines = ["# GRPO step benchmark: ours vs TRL", "",
+             f"Machine: {out['machine']['platform']}, {out['machine']['threads']} threads; versions: "
+             + ", ".join(f"{k} {v}" for k, v in out["versions"].items()), "",
+             "Command: `vlm-grpo bench` (4 prompts x G=8, 50 new tokens, 4 GRPO epochs, eps 0.2, beta 0, T=1, fp32).",
+             "", "| | median s/step | min | max | n |", "|---|---|---|---|---|",
+             f"| ours | {r['ours']['median']:.3f} | {r['ours']['min']:.3f} | {r['ours']['max']:.3f} | {r['ours']['n']} |"]
+    if "trl" in r:
+        lines.append(f"| TRL GRPOTrainer | {r['trl']['median']:.3f} | {r['trl']['min']:.3f} | {r['trl']['max']:.3f} | "
+                     f"{r['trl']['n']} |")
+        lines += ["", f"Ratio ours / TRL: **{r['ratio']:.2f}**"]
+    lines += ["", "Our step by phase (median seconds):", "", "| phase | s | share |", "|---|---|---|"]
+    total = r["ours_s_per_step"]
+    lines += [f"| {k} | {v:.3f} | {v / total:.0%} |" for k, v in r["ours_breakdown_s"].items()]
+    unit = "peak allocated" if device == "cuda" else "peak RSS"
+    lines += ["", f"Memory ({unit}, each block measured alone): ours {r['ours_peak_mib']} MiB"
+              + (f"; TRL {r['trl_peak_mib']} MiB" if "trl_peak_mib" in r else ""),
+              "", "Ours and TRL run one block after the other in the same process (warm-up step first, each)."]
+    return "\n".join(lines) + "\n"

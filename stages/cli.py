@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="The params file to read.")]
+BaseOpt = Annotated[Path, typer.Option(help="The base model directory.")]
+DataOpt = Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")]
 log = logging.getLogger("vlm_grpo")
 
 
@@ -114,8 +116,8 @@ def fetch_model(
 @app.command("train")
 def train(
     cell: Annotated[str, typer.Argument(help="The grid cell PROMPT-ARM-SEED, e.g. default-stochastic-0.")],
-    base: Annotated[Path, typer.Option(help="The base model directory.")] = Path("models/base"),
-    data: Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")] = Path("data/datasets"),
+    base: BaseOpt = Path("models/base"),
+    data: DataOpt = Path("data/datasets"),
     out: Annotated[Path, typer.Option(help="Directory for the trained model.")] = Path("models/cell"),
     checkpoints: Annotated[Path, typer.Option(help="Checkpoint directory (kept between runs to resume).")] = Path("checkpoints/cell"),
     live: Annotated[Path, typer.Option(help="DVCLive directory for the per-step logs.")] = Path("dvclive/train/cell"),
@@ -125,7 +127,7 @@ def train(
     """Stage train@CELL. Reads params train.*, the base model and CLEVR's train split; writes OUT, LIVE, METRICS.
 
     GRPO with the cell's prompt style and injection arm ('none' or a strategy), resuming from CHECKPOINTS when
-    a matching checkpoint is there. Use `accelerate launch -m stages.cli train ...` for several processes.
+    a matching checkpoint is there. For several processes: `torchrun --nproc_per_node N -m stages.cli train ...`.
     """
     cfg = _config(params)
     from stages.config import parse_cell
@@ -143,8 +145,8 @@ def train(
 
 @app.command("baseline-assess")
 def baseline_assess(
-    base: Annotated[Path, typer.Option(help="The base model directory.")] = Path("models/base"),
-    data: Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")] = Path("data/datasets"),
+    base: BaseOpt = Path("models/base"),
+    data: DataOpt = Path("data/datasets"),
     metrics: Annotated[Path, typer.Option(help="Metrics JSON per prompt style.")] = Path("metrics/baseline.json"),
     table: Annotated[Path, typer.Option(help="Markdown tables.")] = Path("reports/baseline_assess.md"),
     params: ParamsOpt = Path("params.yaml"),
@@ -166,7 +168,7 @@ def evaluate(
     dataset: Annotated[str, typer.Argument(help="clevr (held-out, in-domain) or superclevr (cross-domain).")],
     prompt: Annotated[str, typer.Argument(help="Prompt style: default or r1v.")],
     model: Annotated[Path, typer.Option(help="Model directory: models/base or models/CELL.")] = Path("models/base"),
-    data: Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")] = Path("data/datasets"),
+    data: DataOpt = Path("data/datasets"),
     metrics: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("metrics/eval/out.json"),
     answers: Annotated[Path, typer.Option(help="Per-question answers (JSON lines).")] = Path("metrics/eval/out.jsonl"),
     params: ParamsOpt = Path("params.yaml"),
@@ -211,7 +213,7 @@ def report(
 @app.command("bench")
 def bench(
     base: Annotated[Path, typer.Option(help="The model to benchmark (mini: models/base).")] = Path("models/base"),
-    data: Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")] = Path("data/datasets"),
+    data: DataOpt = Path("data/datasets"),
     repeats: Annotated[int, typer.Option(min=1, help="Timed steps of each (after one warm-up step).")] = 5,
     trl: Annotated[bool, typer.Option(help="Also time TRL's GRPOTrainer (needs the 'bench' extra).")] = True,
     out: Annotated[Path, typer.Option(help="JSON results.")] = Path("reports/benchmarks.json"),

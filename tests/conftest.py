@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -42,5 +41,19 @@ def tiny_model(tiny_processor):
     return model.eval()
 
 
-def python_exe() -> str:
-    return sys.executable
+@pytest.fixture(scope="session")
+def make_tiny_world(tiny_model, tiny_processor):
+    """Factory: the tiny base model and a small CLEVR-mini (and optionally SuperCLEVR-mini) under ``root``."""
+    from stages.data import build_clevr_mini, build_superclevr_mini, save_dataset_atomic
+    from stages.vlm import qwen2vl as vlm
+
+    def make(root: Path, seed: int, n_train: int, n_heldout: int, n_superclevr: int = 0) -> Path:
+        vlm.save_model_dir(tiny_model, tiny_processor, root / "base")
+        save_dataset_atomic(build_clevr_mini(seed=seed, n_train=n_train, n_heldout=n_heldout, min_count=1,
+                                             max_count=4, size=112), root / "data" / "clevr")
+        if n_superclevr:
+            save_dataset_atomic(build_superclevr_mini(seed=seed, n=n_superclevr, min_count=1, max_count=4, size=112),
+                                root / "data" / "superclevr")
+        return root
+
+    return make

@@ -15,9 +15,6 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from stages.data import build_clevr_mini, save_dataset_atomic
-from stages.vlm import qwen2vl as vlm
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,11 +25,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model, tiny_processor):
-    root = tmp_path_factory.mktemp("ddp")
-    vlm.save_model_dir(tiny_model, tiny_processor, root / "base")
-    save_dataset_atomic(build_clevr_mini(seed=9, n_train=16, n_heldout=4, min_count=1, max_count=4, size=112),
-                        root / "data" / "clevr")
+def world(tmp_path_factory, make_tiny_world):
+    root = make_tiny_world(tmp_path_factory.mktemp("ddp"), seed=9, n_train=16, n_heldout=4)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["profiles"]["mini"]["train"] = {"steps": 3, "prompts_per_step": 4, "group_size": 4, "epochs": 2,
                                         "max_new_tokens": 8, "checkpoint_every": 3, "lr": 1e-3,

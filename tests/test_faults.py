@@ -22,7 +22,6 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from stages.data import build_clevr_mini, build_superclevr_mini, save_dataset_atomic
 from stages.vlm import qwen2vl as vlm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,13 +48,8 @@ def _params(tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model, tiny_processor):
-    root = tmp_path_factory.mktemp("faults")
-    vlm.save_model_dir(tiny_model, tiny_processor, root / "base")
-    save_dataset_atomic(build_clevr_mini(seed=5, n_train=12, n_heldout=8, min_count=1, max_count=4, size=112),
-                        root / "data" / "clevr")
-    save_dataset_atomic(build_superclevr_mini(seed=5, n=8, min_count=1, max_count=4, size=112),
-                        root / "data" / "superclevr")
+def world(tmp_path_factory, make_tiny_world):
+    root = make_tiny_world(tmp_path_factory.mktemp("faults"), seed=5, n_train=12, n_heldout=8, n_superclevr=8)
     return root, _params(root)
 
 

@@ -11,17 +11,12 @@ from safetensors.torch import load_file
 
 from stages import train as train_stage
 from stages.config import load_config
-from stages.data import build_clevr_mini, save_dataset_atomic
 from stages.trainer import GRPOTrainer, lr_multiplier, merge_completions
-from stages.vlm import qwen2vl as vlm
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_model, tiny_processor, repo_root):
-    root = tmp_path_factory.mktemp("world")
-    vlm.save_model_dir(tiny_model, tiny_processor, root / "base")
-    ds = build_clevr_mini(seed=3, n_train=12, n_heldout=4, min_count=1, max_count=4, size=112)
-    save_dataset_atomic(ds, root / "data" / "clevr")
+def world(tmp_path_factory, make_tiny_world, repo_root):
+    root = make_tiny_world(tmp_path_factory.mktemp("world"), seed=3, n_train=12, n_heldout=4)
     cfg = load_config(repo_root / "params.yaml")
     small = dataclasses.replace(cfg.train, steps=4, prompts_per_step=2, group_size=4, epochs=2, max_new_tokens=8,
                                 checkpoint_every=2, lr=1e-3, warmup_frac=0.0, rolling_window=2)

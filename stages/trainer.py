@@ -1,9 +1,10 @@
 """The GRPO loop with guidance injection (blog 001_*, "The GRPO Training Loop" and the appendix).
 
 One step:
-  1. sample ``prompts_per_step`` questions (B) and expand each to a group of G rows;
+  1. sample ``prompts_per_step`` questions (B); each gets a group of G completion rows;
   2. generate G completions per prompt (temperature 1, top_p 1); old-policy log-probs come from the
      generation pass itself (they equal the training forward's to ~1e-6 with left padding);
+     every forward runs each prompt (and its image) once and shares it with the G rows through the KV cache;
   3. score them (+1 / 0 / -1), then let the injection strategy replace some completions of each group by the
      correct answer in the prompt style's format (injected rows get old log-probs from a no-grad forward,
      since the policy did not sample them);
@@ -98,7 +99,7 @@ def merge_completions(gen_ids: torch.Tensor, gen_mask: torch.Tensor, rows: list[
 class Rollout:
     """One step's experience, N = B*G rows (this process's share)."""
 
-    batch: dict  # prompts expanded to groups: input_ids (N, P), ..., pixel_values
+    batch: dict  # the B prompts, not expanded (row r continues prompt r // G): input_ids (B, P), ..., pixel_values
     completion_ids: torch.Tensor  # (N, T)
     completion_mask: torch.Tensor  # (N, T)
     old_logp: torch.Tensor  # (N, T)
@@ -159,12 +160,13 @@ class GRPOTrainer:
         mine = self.sample_prompts(step)
         exs = [ex for _, ex in mine]
         texts = [vlm.chat_prompt(self.processor, prompts.build_messages(self.style, ex.question)) for ex in exs]
-        batch = vlm.expand_to_groups(dict(vlm.encode_prompts(self.processor, [ex.image for ex in exs], texts)), G)
+        batch = dict(vlm.encode_prompts(self.processor, [ex.image for ex in exs], texts))
         row_seeds = [step_seed(self.seed, step, 1000 + pos * G + i) for pos, _ in mine for i in range(G)]
         policy = self.policy
         policy.eval()
         with self.timer("generation"):
-            gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True, row_seeds=row_seeds)
+            gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True,
+                               row_seeds=row_seeds, group_size=G)
         policy_rewards = [count_reward(t, ex.answer) for t, ex in zip(gen.texts, [e for e in exs for _ in range(G)], strict=True)]
 
         # guidance injection, group by group
@@ -188,11 +190,9 @@ class GRPOTrainer:
                 gen.completion_ids, gen.completion_mask, rows, inj_ids, inj_mask, self.tok.pad_token_id)
             old = torch.zeros(completion_ids.shape, dtype=torch.float32)
             old[:, : gen.logprobs.shape[1]] = gen.logprobs
-            sub = {k: v for k, v in batch.items() if k != "pixel_values"}
-            sub = {k: v[rows] for k, v in sub.items()}
-            sub["pixel_values"] = _rows_pixels(batch, rows)
             with torch.no_grad(), self.timer("injected_forward"):
-                inj_logp = vlm.completion_logprobs(policy, sub, completion_ids[rows], completion_mask[rows])
+                inj_logp = vlm.completion_logprobs(policy, batch, completion_ids[rows], completion_mask[rows],
+                                                   group_size=G, rows=rows)
             old[rows] = inj_logp.float().cpu()
             old_logp = old.masked_fill(~completion_mask, 0.0)
             for row, text in zip(rows, inj_texts, strict=True):
@@ -203,7 +203,8 @@ class GRPOTrainer:
         ref_logp = None
         if self.ref_model is not None and (self.p.kl_coef > 0 or step % self.p.kl_log_every == 0):
             with torch.no_grad(), self.timer("reference_forward"):
-                ref_logp = vlm.completion_logprobs(self.ref_model, batch, completion_ids, completion_mask).float().cpu()
+                ref_logp = vlm.completion_logprobs(self.ref_model, batch, completion_ids, completion_mask,
+                                                   group_size=G).float().cpu()
         advantages = group_advantages(torch.tensor(rewards, dtype=torch.float32), G)
         return Rollout(batch, completion_ids, completion_mask, old_logp, ref_logp, advantages, rewards,
                        policy_rewards, is_injected, texts_out)
@@ -221,7 +222,8 @@ class GRPOTrainer:
         dev = self.acc.device
         for _ in range(self.p.epochs):
             with self.timer("train_forward_backward"):
-                logp = vlm.completion_logprobs(self.model, ro.batch, ro.completion_ids, ro.completion_mask)
+                logp = vlm.completion_logprobs(self.model, ro.batch, ro.completion_ids, ro.completion_mask,
+                                               group_size=self.p.group_size)
                 ref = None if ro.ref_logp is None or self.p.kl_coef == 0 else ro.ref_logp.to(dev)
                 loss, st = grpo_loss(logp, ro.old_logp.to(dev), ro.advantages.to(dev), ro.completion_mask.to(dev),
                                      clip_eps=self.p.clip_eps, ref_logp=ref, kl_coef=self.p.kl_coef)
@@ -270,12 +272,6 @@ class GRPOTrainer:
         }
         rec["_sample"] = ro.texts[0]
         return rec
-
-
-def _rows_pixels(batch: dict, rows: list[int]) -> torch.Tensor:
-    """The pixel blocks of the given rows (each row's own image)."""
-    blocks = torch.split(batch["pixel_values"], vlm.patches_per_image(batch["image_grid_thw"]), dim=0)
-    return torch.cat([blocks[r] for r in rows], dim=0)
 
 
 def _masked_kl(ro: Rollout) -> float:

@@ -65,20 +65,103 @@ def test_group_expansion_keeps_each_image_with_its_prompt(two_prompt_batch, tiny
     assert not torch.allclose(wrong, ref.repeat_interleave(G, dim=0), atol=1e-3)
 
 
-def test_generation_logprobs_equal_the_training_forward(two_prompt_batch, tiny_model, tiny_processor):
-    g = vlm.expand_to_groups(two_prompt_batch, 2)
-    cfg = vlm.sampling_config(tiny_processor.tokenizer, max_new_tokens=12)
-    torch.manual_seed(0)
-    gen = vlm.generate(tiny_model, tiny_processor, g, cfg)
-    assert gen.completion_ids.shape == gen.logprobs.shape
+def _naive_logprobs(model, batch, group_size, ids, mask):
+    """The reference: every prompt repeated per row (its own image patches), one forward of prompt + completion."""
+    g = vlm.expand_to_groups(batch, group_size)
+    t = ids.shape[1]
+    out = model(
+        input_ids=torch.cat([g["input_ids"], ids], dim=1),
+        attention_mask=torch.cat([g["attention_mask"], mask.long()], dim=1),
+        mm_token_type_ids=torch.cat([g["mm_token_type_ids"], torch.zeros_like(ids, dtype=g["mm_token_type_ids"].dtype)],
+                                    dim=1),
+        pixel_values=g["pixel_values"],
+        image_grid_thw=g["image_grid_thw"],
+        logits_to_keep=t + 1,
+        use_cache=False,
+    )
+    return out.logits[:, :-1], vlm.selective_log_softmax(out.logits[:, :-1], ids).masked_fill(~mask, 0.0)
+
+
+@pytest.fixture(scope="module")
+def group_completions(tiny_processor):
+    """3 completions of different lengths for each of the two prompts (G = 3): right padding matters."""
+    texts = ["<think>one two</think><answer>3</answer>", "4", "There are five.",
+             "<answer>2</answer>", "I see many different items in it.", "7"]
+    return vlm.tokenize_completions(tiny_processor.tokenizer, texts)
+
+
+def test_shared_prompt_logprobs_and_gradients_equal_the_naive_forward(two_prompt_batch, group_completions, tiny_model):
+    ids, mask = group_completions
+    names, params = zip(*[(n, p) for n, p in tiny_model.named_parameters() if p.requires_grad], strict=True)
+    weights = torch.randn(ids.shape, generator=torch.Generator().manual_seed(0))  # a loss touching every token
+
+    def logp_and_grads(fn):
+        logp = fn()
+        return logp.detach(), torch.autograd.grad((logp * weights).sum(), params)
+
+    ref_logp, ref_grads = logp_and_grads(lambda: _naive_logprobs(tiny_model, two_prompt_batch, 3, ids, mask)[1])
+    logp, grads = logp_and_grads(lambda: vlm.completion_logprobs(tiny_model, two_prompt_batch, ids, mask, group_size=3))
+    torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=0)
+    assert (logp[~mask] == 0).all()
+    for name, a, b in zip(names, grads, ref_grads, strict=True):
+        # relative to the tensor's largest gradient: summing G rows' gradients in another order is rounding
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+    assert all(g.abs().sum() > 0 for n, g in zip(names, grads, strict=True) if n.startswith("model.visual."))
+    # a subset of the rows (the injected ones) attends to the right prompt
+    rows = [1, 3, 4]
     with torch.no_grad():
-        forward = vlm.completion_logprobs(tiny_model, g, gen.completion_ids, gen.completion_mask)
-    torch.testing.assert_close(forward, gen.logprobs, atol=1e-4, rtol=0)
+        sub = vlm.completion_logprobs(tiny_model, two_prompt_batch, ids[rows], mask[rows], group_size=3, rows=rows)
+    torch.testing.assert_close(sub, ref_logp[rows], atol=1e-5, rtol=0)
+
+
+def test_stale_rope_deltas_on_the_model_do_not_leak(two_prompt_batch, group_completions, tiny_model):
+    ids, mask = group_completions
+    with torch.no_grad():
+        clean = vlm.completion_logprobs(tiny_model, two_prompt_batch, ids, mask, group_size=3)
+        tiny_model.model.rope_deltas = torch.full((6, 1), 17)  # what an earlier call on other prompts leaves
+        try:
+            stale = vlm.completion_logprobs(tiny_model, two_prompt_batch, ids, mask, group_size=3)
+        finally:
+            tiny_model.model.rope_deltas = None
+    torch.testing.assert_close(stale, clean, atol=0, rtol=0)
+
+
+def test_group_generation_logprobs_equal_the_training_forward(two_prompt_batch, tiny_model, tiny_processor):
+    G = 3
+    cfg = vlm.sampling_config(tiny_processor.tokenizer, max_new_tokens=12)
+    seeds = [11, 12, 13, 21, 22, 23]
+    gen = vlm.generate(tiny_model, tiny_processor, two_prompt_batch, cfg, row_seeds=seeds, group_size=G)
+    assert gen.completion_ids.shape == gen.logprobs.shape and gen.completion_ids.shape[0] == 2 * G
+    with torch.no_grad():
+        _, forward = _naive_logprobs(tiny_model, two_prompt_batch, G, gen.completion_ids, gen.completion_mask)
+    torch.testing.assert_close(forward, gen.logprobs, atol=1e-5, rtol=0)
     # suppressed special tokens never appear, end tokens may
     specials = {tiny_processor.tokenizer.convert_tokens_to_ids(t) for t in vlm.SPECIAL_TOKENS}
     ends = set(vlm.end_token_ids(tiny_processor.tokenizer))
     sampled = set(gen.completion_ids[gen.completion_mask].tolist())
     assert not (sampled & (specials - ends))
+    # a row's completion depends on its seed and its prompt only: the first (left-padded) prompt alone, without
+    # its padding and the other rows, samples the same tokens with the same seeds
+    first = int(two_prompt_batch["attention_mask"][0].argmax())  # its first real token
+    alone = {k: two_prompt_batch[k][:1, first:] for k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    alone.update(pixel_values=two_prompt_batch["pixel_values"][:64],
+                 image_grid_thw=two_prompt_batch["image_grid_thw"][:1])
+    solo = vlm.generate(tiny_model, tiny_processor, alone, cfg, row_seeds=seeds[:G], group_size=G)
+    width = solo.completion_ids.shape[1]
+    assert torch.equal(solo.completion_ids, gen.completion_ids[:G, :width])
+    assert not gen.completion_mask[:G, width:].any()
+
+
+def test_greedy_generation_takes_the_argmax_of_the_allowed_tokens(two_prompt_batch, tiny_model, tiny_processor):
+    tok = tiny_processor.tokenizer
+    cfg = vlm.sampling_config(tok, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    gen = vlm.generate(tiny_model, tiny_processor, two_prompt_batch, cfg, want_logprobs=False)
+    assert gen.logprobs is None and gen.completion_mask.all()  # no end token before min_new_tokens
+    with torch.no_grad():
+        logits, _ = _naive_logprobs(tiny_model, two_prompt_batch, 1, gen.completion_ids, gen.completion_mask)
+    logits[..., cfg.suppress_tokens + cfg.eos_token_id] = float("-inf")
+    assert torch.equal(gen.completion_ids, logits.argmax(-1))
 
 
 def test_completion_mask_stops_after_the_first_end_token():

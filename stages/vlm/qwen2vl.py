@@ -9,6 +9,9 @@ Traps handled here (each reproduced on these machines, see design.md):
   ``pixel_values.repeat`` silently pairs the wrong images);
 - generation needs left padding, and ``padding_side`` is not saved: it is set after every load;
 - a sampled ``<|image_pad|>`` breaks the next forward: every special token but the end tokens is suppressed;
+- a group's G rows share one prompt: it runs once (vision tower once per image) and its KV cache is fanned out
+  to the rows, so 3-D mrope positions are computed here and always passed; left to itself the model reuses
+  ``rope_deltas`` cached by an earlier call on other prompts;
 - generate's default ``top_k=50`` is not the blog's sampling: ``top_k=0``;
 - ``AutoProcessor`` may need torchvision (video processor): the processor is assembled from the tokenizer
   and the PIL image processor, with no video processor.
@@ -16,15 +19,16 @@ Traps handled here (each reproduced on these machines, see design.md):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
 from transformers import (
     AutoModelForImageTextToText,
     AutoTokenizer,
+    DynamicCache,
     GenerationConfig,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
@@ -245,6 +249,8 @@ def expand_to_groups(batch: dict, group_size: int) -> dict:
     """Repeat every prompt ``group_size`` times, each with its OWN image patches.
 
     input_ids (B, P) -> (B*G, P); pixel_values: each image's block of rows repeated G times in place.
+    The row order every group function follows; generation and the training forward share each prompt
+    instead of repeating it (:func:`prefill`), and the tests compare them with this expansion.
     """
     counts = patches_per_image(batch["image_grid_thw"])
     blocks = torch.split(batch["pixel_values"], counts, dim=0)
@@ -278,13 +284,25 @@ def sampling_config(tokenizer, *, max_new_tokens: int, do_sample: bool = True, t
     )
 
 
+def sampling_probs(scores: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Processed scores (N, V) -> float32 probabilities (N, V) after temperature and top-p (nucleus) filtering."""
+    probs = torch.softmax(scores.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        keep_sorted = sorted_p.cumsum(-1) - sorted_p < top_p  # always keeps the top token
+        keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+        probs = torch.where(keep, probs, torch.zeros_like(probs))
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
 class PerRowSampler:
     """Samples each row from its own ``torch.Generator``: a row's completion then depends on its seed only,
     not on which other rows share the batch, so N processes sampling B/N prompts each reproduce what one
     process sampling all B does.
 
-    Used as the LAST logits processor of a greedy ``generate``: it applies temperature and top-p itself, draws
-    one token per row by inverse-CDF from the row's generator, and returns scores whose argmax is that token.
+    Called with the processed scores (N, V) of one decoding step; draws one ``torch.rand(1)`` per row from the
+    row's generator and returns the tokens (N,) by inverse CDF over :func:`sampling_probs`.
     """
 
     def __init__(self, seeds: list[int], temperature: float = 1.0, top_p: float = 1.0):
@@ -292,19 +310,41 @@ class PerRowSampler:
         self.temperature = temperature
         self.top_p = top_p
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (N, V)
-        if self.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            keep_sorted = sorted_p.cumsum(-1) - sorted_p < self.top_p  # always keeps the top token
-            keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-            probs = torch.where(keep, probs, torch.zeros_like(probs))
-            probs = probs / probs.sum(-1, keepdim=True)
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
+        probs = sampling_probs(scores, self.temperature, self.top_p)  # (N, V)
         u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(probs.device)  # (N,)
         cdf = probs.cumsum(-1)
         tokens = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).clamp(max=probs.shape[-1] - 1)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter(-1, tokens, 0.0)
+        return tokens.squeeze(-1)
+
+
+def _token_picker(gen_config: GenerationConfig, row_seeds: list[int] | None):
+    """scores (N, V) -> tokens (N,): greedy, per-row generators, or the global torch RNG."""
+    if not gen_config.do_sample:
+        return lambda scores: scores.argmax(dim=-1)
+    if gen_config.top_k not in (None, 0):
+        raise ValueError("top-k sampling is not implemented here: use top_k=0 (the blog's sampling)")
+    temperature = 1.0 if gen_config.temperature is None else gen_config.temperature
+    top_p = 1.0 if gen_config.top_p is None else gen_config.top_p
+    if row_seeds is not None:
+        return PerRowSampler(row_seeds, temperature, top_p)
+    return lambda scores: torch.multinomial(sampling_probs(scores, temperature, top_p), 1).squeeze(-1)
+
+
+def _processed_scores(logits: torch.Tensor, gen_config: GenerationConfig, step: int) -> torch.Tensor:
+    """Raw logits (N, V) -> float32 scores with the suppressed tokens at -inf, and the end tokens as well while
+    fewer than ``min_new_tokens`` tokens have been drawn (the logits processors ``generate`` would apply)."""
+    blocked = list(gen_config.suppress_tokens or [])
+    if step < (gen_config.min_new_tokens or 0):
+        blocked += _as_list(gen_config.eos_token_id)
+    scores = logits.float()
+    if not blocked:
+        return scores
+    return scores.index_fill(-1, torch.tensor(blocked, device=scores.device), float("-inf"))  # out of place
+
+
+def _as_list(ids) -> list[int]:
+    return [ids] if isinstance(ids, int) else list(ids)
 
 
 @dataclass
@@ -339,66 +379,145 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk: int 
     return torch.cat(out)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# a shared prompt: run each prompt once, fan its KV cache out to the rows that continue it
+#
+# Positions are always passed explicitly: Qwen2-VL otherwise derives them from ``rope_deltas`` cached on the
+# model by an earlier call, which a later call with other prompts would silently reuse.
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device  # works for a DDP-wrapped model too
+
+
+def prompt_positions(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """3-D mrope positions of left-padded prompts, from the model's own rope index.
+
+    Returns (3, B, P) positions (padding at 0, as the model's forward would set them) and (B,) the position of
+    each prompt's first completion token: one past the prompt's largest position.
+    """
+    core = getattr(model, "module", model).model  # DDP keeps the policy in .module
+    positions, _ = core.get_rope_index(
+        input_ids=batch["input_ids"],
+        mm_token_type_ids=batch["mm_token_type_ids"],
+        image_grid_thw=batch["image_grid_thw"],
+        attention_mask=batch["attention_mask"],
+    )
+    return positions, positions.amax(dim=(0, 2)) + 1
+
+
+def text_positions(start: torch.Tensor, length: int) -> torch.Tensor:
+    """(N,) first positions -> (3, N, length): a text token has the same position on all three mrope axes."""
+    pos = start.unsqueeze(1) + torch.arange(length, device=start.device)
+    return pos.unsqueeze(0).expand(3, -1, -1)
+
+
+def row_prompts(n_prompts: int, group_size: int, rows: list[int] | None = None) -> torch.Tensor:
+    """(N,) the prompt each completion row continues: row r of the B*G expansion continues prompt r // G.
+
+    ``rows`` picks rows of that expansion (e.g. the injected ones); by default all B*G rows in order.
+    """
+    rows_t = torch.arange(n_prompts * group_size) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    return rows_t // group_size
+
+
+class Prefix(NamedTuple):
+    """The prompts' state, one row per completion (N rows)."""
+
+    last_logits: torch.Tensor  # (N, V) logits of the last prompt token: they predict completion token 0
+    cache: DynamicCache  # the prompts' keys and values, N rows
+    attention_mask: torch.Tensor  # (N, P) the prompts' mask (left padding)
+    next_position: torch.Tensor  # (N,) position of completion token 0
+
+
+def prefill(model, batch: dict, prompt_of_row: torch.Tensor) -> Prefix:
+    """Run the B prompts once (the vision tower once per image) and fan them out to N completion rows.
+
+    ``prompt_of_row`` (N,) indexes the prompts. The fan-out is an index into the cache and the last logits, so
+    it keeps the graph: backward sums the gradients of every row that shares a prompt, as N separate prompt
+    forwards would.
+    """
+    device = _device(model)
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "mm_token_type_ids",
+                                               "pixel_values", "image_grid_thw")}
+    positions, next_position = prompt_positions(model, inputs)
+    out = model(**inputs, position_ids=positions, use_cache=True, logits_to_keep=1)
+    index = prompt_of_row.to(device)
+    cache = out.past_key_values
+    cache.batch_select_indices(index)  # every layer's keys / values (B, H, P, D) -> (N, H, P, D)
+    return Prefix(out.logits[index, -1], cache, inputs["attention_mask"][index], next_position[index])
+
+
+def _decode(model, prefix: Prefix, gen_config: GenerationConfig, pick, want_logprobs: bool):
+    """Decode one token per row per step from the cache until every row has ended (or ``max_new_tokens``).
+
+    Returns ids (N, T) (a row that has ended gets pad tokens) and, if wanted, log pi(token) (N, T) under the
+    raw logits, before suppression and temperature.
+    """
+    logits, cache, attention, start = prefix
+    n = logits.shape[0]
+    ends = torch.tensor(_as_list(gen_config.eos_token_id), device=logits.device)
+    done = torch.zeros(n, dtype=torch.bool, device=logits.device)
+    tokens, logps = [], []
+    for step in range(gen_config.max_new_tokens):
+        token = pick(_processed_scores(logits, gen_config, step))  # (N,)
+        token = token.masked_fill(done, gen_config.pad_token_id)
+        tokens.append(token)
+        if want_logprobs:
+            # one step's logits are (N, 1, V): no need to chunk them
+            logps.append(selective_log_softmax(logits.unsqueeze(1), token.unsqueeze(1), chunk=n).squeeze(1))
+        done |= torch.isin(token, ends)
+        if bool(done.all()) or step + 1 == gen_config.max_new_tokens:
+            break
+        attention = torch.cat([attention, attention.new_ones(n, 1)], dim=1)  # (N, P + step + 1)
+        out = model(input_ids=token.unsqueeze(1), attention_mask=attention, past_key_values=cache,
+                    position_ids=text_positions(start + step, 1), use_cache=True)
+        logits = out.logits[:, -1]
+    return torch.stack(tokens, dim=1), torch.stack(logps, dim=1) if want_logprobs else None
+
+
 @torch.no_grad()
 def generate(model, processor, batch: dict, gen_config: GenerationConfig, *, want_logprobs: bool = True,
-             row_seeds: list[int] | None = None) -> Generation:
-    """Sample one completion per row of ``batch`` (already expanded to groups when needed).
+             row_seeds: list[int] | None = None, group_size: int = 1) -> Generation:
+    """Sample ``group_size`` completions for each of the B prompts of ``batch`` (left-padded, not expanded).
 
-    With ``row_seeds`` every row draws from its own generator (see :class:`PerRowSampler`); otherwise the
-    global torch RNG is used.
+    Rows come out prompt 0 x G, prompt 1 x G, ... (the order of :func:`expand_to_groups`). Each prompt is run
+    once and its KV cache shared by its G rows. With ``row_seeds`` (one per row) and sampling, every row draws
+    from its own generator (see :class:`PerRowSampler`); otherwise sampling uses the global torch RNG, and
+    ``do_sample=False`` decodes greedily.
     """
-    from transformers import LogitsProcessorList
-
     tok = processor.tokenizer
-    inputs = {k: v.to(model.device) for k, v in batch.items()}
-    gen_config = copy.deepcopy(gen_config)
-    gen_config.return_dict_in_generate = True
-    gen_config.output_logits = want_logprobs
-    processors = None
-    if row_seeds is not None and gen_config.do_sample:
-        processors = LogitsProcessorList([PerRowSampler(row_seeds, gen_config.temperature, gen_config.top_p)])
-        gen_config.do_sample = False  # greedy over the sampler's one-hot scores
-        gen_config.temperature, gen_config.top_p, gen_config.top_k = None, None, None
-    out = model.generate(**inputs, generation_config=gen_config, logits_processor=processors)
-    prompt_len = inputs["input_ids"].shape[1]
-    ids = out.sequences[:, prompt_len:]
+    prefix = prefill(model, batch, row_prompts(len(batch["input_ids"]), group_size))
+    ids, logps = _decode(model, prefix, gen_config, _token_picker(gen_config, row_seeds), want_logprobs)
     mask = completion_mask_from_ids(ids, end_token_ids(tok))
     ids = ids.masked_fill(~mask, tok.pad_token_id)
-    logprobs = None
-    if want_logprobs:
-        logits = torch.stack(out.logits, dim=1)  # (N, T, V) raw logits: before temperature / suppression
-        logprobs = selective_log_softmax(logits, ids).masked_fill(~mask, 0.0)
-    texts = tok.batch_decode(ids.masked_fill(~mask, tok.pad_token_id), skip_special_tokens=True)
-    return Generation(ids.cpu(), mask.cpu(), None if logprobs is None else logprobs.cpu(), texts)
+    logprobs = None if logps is None else logps.masked_fill(~mask, 0.0).cpu()
+    texts = tok.batch_decode(ids, skip_special_tokens=True)
+    return Generation(ids.cpu(), mask.cpu(), logprobs, texts)
 
 
-def completion_logprobs(model, batch: dict, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+def completion_logprobs(model, batch: dict, completion_ids: torch.Tensor, completion_mask: torch.Tensor, *,
+                        group_size: int = 1, rows: list[int] | None = None) -> torch.Tensor:
     """Per-token log-probs of the completions under ``model`` (the training forward; keeps the graph).
 
-    batch: left-padded prompts, one row per completion (N rows); completion_ids / mask (N, T).
-    Returns (N, T) float32, zero where the mask is off.
+    batch: B left-padded prompts, not expanded; completion_ids / mask (N, T) are rows of the B*G expansion
+    (all of them in order, or the ``rows`` given; see :func:`row_prompts`). Returns (N, T) float32, zero where
+    the mask is off.
+
+    Two forwards: the prompts once, fanned out through the KV cache (:func:`prefill`), then the completion
+    tokens attending to it. The same maths as one forward of each prompt repeated per row followed by its
+    completion (tests compare log-probs and gradients).
     """
-    device = next(model.parameters()).device  # works for a DDP-wrapped model too
-    completion_ids = completion_ids.to(device)
-    completion_mask = completion_mask.to(device)
-    n, t = completion_ids.shape
-    input_ids = torch.cat([batch["input_ids"].to(device), completion_ids], dim=1)  # (N, P+T)
-    attention = torch.cat([batch["attention_mask"].to(device), completion_mask.long()], dim=1)
-    mm_types = torch.cat(
-        [batch["mm_token_type_ids"].to(device), torch.zeros(n, t, dtype=batch["mm_token_type_ids"].dtype, device=device)],
-        dim=1,
-    )
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention,
-        mm_token_type_ids=mm_types,
-        pixel_values=batch["pixel_values"].to(device),
-        image_grid_thw=batch["image_grid_thw"].to(device),
-        logits_to_keep=t + 1,  # logits of the last prompt token and of every completion token
-        use_cache=False,
-    )
-    logits = out.logits[:, :-1, :]  # (N, T, V): position i predicts completion token i
-    return selective_log_softmax(logits, completion_ids).masked_fill(~completion_mask, 0.0)
+    device = _device(model)
+    ids, mask = completion_ids.to(device), completion_mask.to(device)
+    logits, cache, attention, start = prefill(model, batch, row_prompts(len(batch["input_ids"]), group_size, rows))
+    logp = [selective_log_softmax(logits.unsqueeze(1), ids[:, :1])]  # token 0, from the last prompt token
+    if ids.shape[1] > 1:
+        # token i predicts token i + 1: the last token is not fed
+        out = model(input_ids=ids[:, :-1], attention_mask=torch.cat([attention, mask[:, :-1].long()], dim=1),
+                    past_key_values=cache, position_ids=text_positions(start, ids.shape[1] - 1), use_cache=True)
+        logp.append(selective_log_softmax(out.logits, ids[:, 1:]))
+    return torch.cat(logp, dim=1).masked_fill(~mask, 0.0)
 
 
 def tokenize_completions(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,7 +48,7 @@ class FetchDataParams:
     clevr_heldout: int = _f(1000, min=1)
     superclevr: int = _f(200, min=1)
     clevr_min_count: int = _f(1, min=0)
-    clevr_max_count: int = _f(6, min=1)
+    clevr_max_count: int = _f(6, min=1, max=16)  # CLEVR-mini stands one object per cell of a 4x4 grid
     superclevr_min_count: int = _f(1, min=0)
     superclevr_max_count: int = _f(6, min=1)
     clevr_repo: str = "leonardPKU/clevr_cogen_a_train"

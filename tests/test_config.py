@@ -91,6 +91,7 @@ BAD_PARAMS = [
     ("extra_section", {}, ["unknown key extra_section"]),
     ("eval.do_sample", "yes", ["eval.do_sample", "true or false"]),
     ("fetch_data.clevr_max_count", 0, ["fetch_data.clevr_max_count", ">= 1"]),
+    ("fetch_data.clevr_max_count", 17, ["fetch_data.clevr_max_count", "<= 16"]),
     ("baseline_assess.p_values", [0.1, "x"], ["baseline_assess.p_values[1]", "number"]),
     ("profiles.mini.train", {"stepz": 3}, ["profiles.mini.train.stepz", "unknown"]),
     ("profiles.blog.train", {"group_size": 1}, ["profiles.blog.train.group_size", ">= 2"]),

@@ -67,6 +67,26 @@ def test_clevr_objects_keep_the_spacing_rule():
             assert d >= CLEVR_MIN_SEP * (a["radius"] + b["radius"]) - 0.05
 
 
+def test_clevr_objects_stand_one_per_grid_cell():
+    """Each object lies wholly inside its own cell (one visual token at 112 px), so none straddles two."""
+    from stages.scenes.clevr import GRID
+
+    cell = 112 / GRID
+    for seed, n in itertools.product(range(10), (1, 6, 16)):
+        _, objs = _render("clevr", seed, n)
+        cells = {(int(o["x"] // cell), int(o["y"] // cell)) for o in objs}
+        assert len(cells) == n
+        for o in objs:
+            col, row = int(o["x"] // cell), int(o["y"] // cell)
+            assert col * cell <= o["x"] - o["radius"] and o["x"] + o["radius"] <= (col + 1) * cell
+            assert row * cell <= o["y"] - o["radius"] and o["y"] + o["radius"] <= (row + 1) * cell
+
+
+def test_clevr_more_objects_than_cells_is_a_clear_error():
+    with pytest.raises(ValueError, match="one per grid cell"):
+        _render("clevr", 0, 17)
+
+
 def test_clevr_object_centres_show_the_object_not_the_floor():
     """The floor is neutral grey; at each coloured object's centre the pixel is
     clearly saturated, (max - min) / max > 0.3 (the object is drawn there and

@@ -2,18 +2,21 @@
 
 A "step" is the blog's: 4 prompts x G = 8 completions (max 50 new tokens), then 4 clipped passes over them
 (TRL: ``num_iterations=4``, so one of our steps equals one TRL generation plus 4 TRL optimizer steps),
-epsilon 0.2, beta 0 (no reference model), temperature 1.0, fp32.  The two run alternately in one process,
-after a warm-up step each; the report gives medians, min, max, the ratio, our step's breakdown by phase,
-and the peak memory of each (RSS on CPU, peak allocated on GPU).  A benchmark, not a test.
+epsilon 0.2, beta 0 (no reference model), temperature 1.0, fp32.  The two run alternately in one process
+(a TRL step, then one of ours, ...: both see the same machine state), after a warm-up step each; the report
+gives medians, min, max, the ratio, our step's breakdown by phase, and the peak memory of each, measured
+alone in a child process (RSS on CPU, peak allocated on GPU).  A benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
+import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ import torch
 from stages.config import Config
 from stages.data import load_counting_split
 from stages.grpo import count_reward
-from stages.io import atomic_write_text, write_json
+from stages.io import atomic_write_text, read_json, write_json
 from stages.trainer import GRPOTrainer
 from stages.vlm import qwen2vl as vlm
 
@@ -89,7 +92,8 @@ class OursRunner:
 class TRLRunner:
     """TRL's GRPOTrainer on the same model and questions; ``run`` times one generation + 4 optimizer steps."""
 
-    def __init__(self, cfg: Config, base_dir: Path, examples, device: str, steps: int):
+    def __init__(self, cfg: Config, base_dir: Path, examples, device: str, steps: int, between=None):
+        """``between()`` runs after every reference step (4 optimizer steps), outside TRL's timed steps."""
         import datasets
         from trl import GRPOConfig
         from trl import GRPOTrainer as TRLGRPOTrainer
@@ -136,6 +140,8 @@ class TRLRunner:
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
                 times.append(time.perf_counter())
+                if between is not None and state.global_step % 4 == 0:
+                    between()
 
         self.times = times
         self.trainer.add_callback(Clock())
@@ -151,24 +157,53 @@ def _stats(xs: list[float]) -> dict[str, float]:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
 
 
-def main(cfg: Config, base_dir: Path, data_dir: Path, repeats: int, out_json: Path, out_md: Path,
-         with_trl: bool = True) -> dict:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def _examples(data_dir: Path) -> list:
     split = load_counting_split(data_dir / "clevr" / "train", "clevr")
-    examples = [split[i] for i in range(min(256, len(split)))]
-    torch.set_num_threads(torch.get_num_threads())
+    return [split[i] for i in range(min(256, len(split)))]
 
+
+def peak_memory_alone(which: str, cfg: Config, base_dir: Path, data_dir: Path) -> float:
+    """Peak memory (MiB) of a warm-up step plus one timed step of ``which`` ("ours" | "trl") in THIS process;
+    called in a fresh child process so that each figure is its trainer's alone."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    examples = _examples(data_dir)
     _reset_peak_memory()
+    if which == "ours":
+        runner = OursRunner(cfg, base_dir, examples, device)
+        runner.run()
+        runner.run()
+    else:
+        TRLRunner(cfg, base_dir, examples, device, steps=2).train_all()
+    return _peak_memory_mib()
+
+
+def _peak_memory_in_child(which: str, params: Path, base_dir: Path, data_dir: Path) -> float:
+    code = ("import sys; from pathlib import Path; from stages.config import load_config; from stages import bench; "
+            "print(bench.peak_memory_alone(sys.argv[1], load_config(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])))")
+    out = subprocess.run([sys.executable, "-c", code, which, str(params), str(base_dir), str(data_dir)],
+                         check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(cfg: Config, base_dir: Path, data_dir: Path, repeats: int, out_json: Path, out_md: Path,
+         with_trl: bool = True, params_path: Path = Path("params.yaml"), command: str = "vlm-grpo bench") -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    examples = _examples(data_dir)
     ours = OursRunner(cfg, base_dir, examples, device)
-    ours.run()  # warm-up
     ours_times, phases = [], []
-    for _ in range(repeats):
+
+    def ours_step() -> None:
         t, ph = ours.run()
         ours_times.append(t)
         phases.append(ph)
-    ours_peak = _peak_memory_mib()
-    del ours
-    gc.collect()
+
+    trl_steps: list[float] = []
+    if with_trl:  # TRL step, ours, TRL step, ours, ...: the first of each is the warm-up
+        trl_steps = TRLRunner(cfg, base_dir, examples, device, steps=repeats + 1, between=ours_step).train_all()[1:]
+    else:
+        for _ in range(repeats + 1):
+            ours_step()
+    ours_times, phases = ours_times[1:], phases[1:]
 
     result: dict = {"ours_s_per_step": statistics.median(ours_times), "ours": _stats(ours_times)}
     breakdown = {k: statistics.median([p.get(k, 0.0) for p in phases]) for k in COMPUTE_PHASES}
@@ -176,15 +211,12 @@ def main(cfg: Config, base_dir: Path, data_dir: Path, repeats: int, out_json: Pa
     breakdown["other"] = max(0.0, total - sum(breakdown.values()))
     result["ours_breakdown_s"] = breakdown
     result["overhead_frac"] = breakdown["other"] / total
-    result["ours_peak_mib"] = round(ours_peak, 1)
+    result["ours_peak_mib"] = round(_peak_memory_in_child("ours", params_path, base_dir, data_dir), 1)
     if with_trl:
-        _reset_peak_memory()
-        trl = TRLRunner(cfg, base_dir, examples, device, steps=repeats + 1)
-        trl_steps = trl.train_all()[1:]  # the first reference step is the warm-up
         result["trl_s_per_step"] = statistics.median(trl_steps)
         result["trl"] = _stats(trl_steps)
         result["ratio"] = result["ours_s_per_step"] / result["trl_s_per_step"]
-        result["trl_peak_mib"] = round(_peak_memory_mib(), 1)
+        result["trl_peak_mib"] = round(_peak_memory_in_child("trl", params_path, base_dir, data_dir), 1)
     import transformers
 
     versions = {"python": platform.python_version(), "torch": torch.__version__,
@@ -193,8 +225,11 @@ def main(cfg: Config, base_dir: Path, data_dir: Path, repeats: int, out_json: Pa
         import trl as trl_pkg
 
         versions["trl"] = trl_pkg.__version__
-    out = {device: result, "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                       "threads": torch.get_num_threads()}, "versions": versions}
+    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+               "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+               "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
+    previous = read_json(out_json) if out_json.is_file() else {}
+    out = {**previous, device: result, "machine": machine, "versions": versions, "command": command}
     write_json(out_json, out)
     atomic_write_text(out_md, markdown(out, device))
     return out
@@ -202,10 +237,13 @@ def main(cfg: Config, base_dir: Path, data_dir: Path, repeats: int, out_json: Pa
 
 def markdown(out: dict, device: str) -> str:
     r = out[device]
+    m = out["machine"]
     lines = ["# GRPO step benchmark: ours vs TRL", "",
-             f"Machine: {out['machine']['platform']}, {out['machine']['threads']} threads; versions: "
+             f"Machine: {m['platform']} ({m['processor']}, {m['cpus']} CPUs, torch threads {m['threads']}"
+             + (f", {m['gpu']}" if m.get("gpu") else "") + "); versions: "
              + ", ".join(f"{k} {v}" for k, v in out["versions"].items()), "",
-             "Command: `vlm-grpo bench` (4 prompts x G=8, 50 new tokens, 4 GRPO epochs, eps 0.2, beta 0, T=1, fp32).",
+             f"Command: `{out['command']}` (4 prompts x G=8, 50 new tokens, 4 GRPO epochs, eps 0.2, beta 0, T=1, "
+             "fp32).",
              "", "| | median s/step | min | max | n |", "|---|---|---|---|---|",
              f"| ours | {r['ours']['median']:.3f} | {r['ours']['min']:.3f} | {r['ours']['max']:.3f} | {r['ours']['n']} |"]
     if "trl" in r:
@@ -216,7 +254,9 @@ def markdown(out: dict, device: str) -> str:
     total = r["ours_s_per_step"]
     lines += [f"| {k} | {v:.3f} | {v / total:.0%} |" for k, v in r["ours_breakdown_s"].items()]
     unit = "peak allocated" if device == "cuda" else "peak RSS"
-    lines += ["", f"Memory ({unit}, each block measured alone): ours {r['ours_peak_mib']} MiB"
+    lines += ["", f"Overhead (everything outside generation, forwards, backwards and the optimizer): "
+              f"**{r['overhead_frac']:.1%}** of a step.",
+              "", f"Memory ({unit}, each measured alone in a child process): ours {r['ours_peak_mib']} MiB"
               + (f"; TRL {r['trl_peak_mib']} MiB" if "trl_peak_mib" in r else ""),
-              "", "Ours and TRL run one block after the other in the same process (warm-up step first, each)."]
+              "", "Ours and TRL alternate in one process, step by step (a warm-up step of each first)."]
     return "\n".join(lines) + "\n"

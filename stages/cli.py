@@ -228,7 +228,8 @@ def bench(
     _setup()
     from stages import bench as stage
 
-    result = _run(stage.main, cfg, base, data, repeats, out, md, trl)
+    command = "vlm-grpo " + " ".join(sys.argv[1:])
+    result = _run(stage.main, cfg, base, data, repeats, out, md, trl, params, command)
     typer.echo(md.read_text() if md.is_file() else result)
 
 

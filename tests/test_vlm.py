@@ -153,6 +153,38 @@ def test_group_generation_logprobs_equal_the_training_forward(two_prompt_batch, 
     assert not gen.completion_mask[:G, width:].any()
 
 
+def test_rows_that_end_leave_the_batch_without_changing_the_others(two_prompt_batch, tiny_model, tiny_processor):
+    """Rows that have ended are dropped from the decode batch: every row still samples exactly what it samples
+    alone (its prompt without padding, its seed), with the same log-probs, and rows end at different steps."""
+    tok = tiny_processor.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+
+    def favour_the_end(_module, _inputs, logits):  # the random tiny model would rarely end on its own
+        return logits.index_add(-1, torch.tensor([end]), torch.full((*logits.shape[:-1], 1), 4.0))
+
+    G, seeds = 4, [31, 32, 33, 34, 41, 42, 43, 44]
+    cfg = vlm.sampling_config(tok, max_new_tokens=16)
+    handle = tiny_model.lm_head.register_forward_hook(favour_the_end)
+    try:
+        gen = vlm.generate(tiny_model, tiny_processor, two_prompt_batch, cfg, row_seeds=seeds, group_size=G)
+        lengths = gen.completion_mask.sum(1)
+        assert len(set(lengths.tolist())) > 2 and int(lengths.min()) < 16  # rows ended at different steps
+        for p in range(2):
+            first = int(two_prompt_batch["attention_mask"][p].argmax())  # its first real token
+            alone = {k: two_prompt_batch[k][p : p + 1, first:] for k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+            alone.update(pixel_values=two_prompt_batch["pixel_values"][64 * p : 64 * (p + 1)],
+                         image_grid_thw=two_prompt_batch["image_grid_thw"][p : p + 1])
+            for i in range(G):
+                row = p * G + i
+                solo = vlm.generate(tiny_model, tiny_processor, alone, cfg, row_seeds=[seeds[row]])
+                width = solo.completion_ids.shape[1]
+                assert torch.equal(solo.completion_ids[0], gen.completion_ids[row, :width])
+                assert not gen.completion_mask[row, width:].any()
+                torch.testing.assert_close(solo.logprobs[0], gen.logprobs[row, :width], atol=1e-5, rtol=0)
+    finally:
+        handle.remove()
+
+
 def test_greedy_generation_takes_the_argmax_of_the_allowed_tokens(two_prompt_batch, tiny_model, tiny_processor):
     tok = tiny_processor.tokenizer
     cfg = vlm.sampling_config(tok, max_new_tokens=6, min_new_tokens=6, do_sample=False)

@@ -301,8 +301,9 @@ class PerRowSampler:
     not on which other rows share the batch, so N processes sampling B/N prompts each reproduce what one
     process sampling all B does.
 
-    Called with the processed scores (N, V) of one decoding step; draws one ``torch.rand(1)`` per row from the
-    row's generator and returns the tokens (N,) by inverse CDF over :func:`sampling_probs`.
+    Called with the processed scores of one decoding step for the rows still decoding; draws one
+    ``torch.rand(1)`` from each of those rows' generators and returns their tokens by inverse CDF over
+    :func:`sampling_probs`.
     """
 
     def __init__(self, seeds: list[int], temperature: float = 1.0, top_p: float = 1.0):
@@ -310,25 +311,27 @@ class PerRowSampler:
         self.temperature = temperature
         self.top_p = top_p
 
-    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
-        probs = sampling_probs(scores, self.temperature, self.top_p)  # (N, V)
-        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(probs.device)  # (N,)
+    def __call__(self, scores: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        """scores (A, V) of the rows ``rows`` (default: all N) -> tokens (A,); only those rows' generators draw."""
+        generators = self.generators if rows is None else [self.generators[r] for r in rows]
+        probs = sampling_probs(scores, self.temperature, self.top_p)  # (A, V)
+        u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(probs.device)  # (A,)
         cdf = probs.cumsum(-1)
         tokens = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).clamp(max=probs.shape[-1] - 1)
         return tokens.squeeze(-1)
 
 
 def _token_picker(gen_config: GenerationConfig, row_seeds: list[int] | None):
-    """scores (N, V) -> tokens (N,): greedy, per-row generators, or the global torch RNG."""
+    """(scores (A, V) of rows ``rows``, rows) -> tokens (A,): greedy, per-row generators, or the global torch RNG."""
     if not gen_config.do_sample:
-        return lambda scores: scores.argmax(dim=-1)
+        return lambda scores, rows=None: scores.argmax(dim=-1)
     if gen_config.top_k not in (None, 0):
         raise ValueError("top-k sampling is not implemented here: use top_k=0 (the blog's sampling)")
     temperature = 1.0 if gen_config.temperature is None else gen_config.temperature
     top_p = 1.0 if gen_config.top_p is None else gen_config.top_p
     if row_seeds is not None:
         return PerRowSampler(row_seeds, temperature, top_p)
-    return lambda scores: torch.multinomial(sampling_probs(scores, temperature, top_p), 1).squeeze(-1)
+    return lambda scores, rows=None: torch.multinomial(sampling_probs(scores, temperature, top_p), 1).squeeze(-1)
 
 
 def _processed_scores(logits: torch.Tensor, gen_config: GenerationConfig, step: int) -> torch.Tensor:
@@ -451,29 +454,35 @@ def prefill(model, batch: dict, prompt_of_row: torch.Tensor) -> Prefix:
 def _decode(model, prefix: Prefix, gen_config: GenerationConfig, pick, want_logprobs: bool):
     """Decode one token per row per step from the cache until every row has ended (or ``max_new_tokens``).
 
-    Returns ids (N, T) (a row that has ended gets pad tokens) and, if wanted, log pi(token) (N, T) under the
-    raw logits, before suppression and temperature.
+    Rows that have ended leave the batch (their cache rows are dropped), so no step runs on padding.
+    Returns ids (N, T) (pad tokens after a row's end) and, if wanted, log pi(token) (N, T) under the raw
+    logits, before suppression and temperature.
     """
     logits, cache, attention, start = prefix
-    n = logits.shape[0]
-    ends = torch.tensor(_as_list(gen_config.eos_token_id), device=logits.device)
-    done = torch.zeros(n, dtype=torch.bool, device=logits.device)
-    tokens, logps = [], []
-    for step in range(gen_config.max_new_tokens):
-        token = pick(_processed_scores(logits, gen_config, step))  # (N,)
-        token = token.masked_fill(done, gen_config.pad_token_id)
-        tokens.append(token)
+    n, steps = logits.shape[0], gen_config.max_new_tokens
+    device = logits.device
+    ends = torch.tensor(_as_list(gen_config.eos_token_id), device=device)
+    ids = torch.full((n, steps), gen_config.pad_token_id, dtype=torch.long, device=device)
+    logps = torch.zeros((n, steps), dtype=torch.float32, device=device)
+    active = torch.arange(n, device=device)  # (A,) rows still decoding; logits / cache / attention follow them
+    for step in range(steps):
+        token = pick(_processed_scores(logits, gen_config, step), active.tolist())  # (A,)
+        ids[active, step] = token
         if want_logprobs:
-            # one step's logits are (N, 1, V): no need to chunk them
-            logps.append(selective_log_softmax(logits.unsqueeze(1), token.unsqueeze(1), chunk=n).squeeze(1))
-        done |= torch.isin(token, ends)
-        if bool(done.all()) or step + 1 == gen_config.max_new_tokens:
+            # one step's logits are (A, 1, V): no need to chunk them
+            logps[active, step] = selective_log_softmax(logits.unsqueeze(1), token.unsqueeze(1), chunk=len(token)).squeeze(1)
+        going = ~torch.isin(token, ends)
+        if not bool(going.any()) or step + 1 == steps:
             break
-        attention = torch.cat([attention, attention.new_ones(n, 1)], dim=1)  # (N, P + step + 1)
+        if not bool(going.all()):
+            keep = going.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)  # every layer's keys / values (A, H, L, D) -> (A', H, L, D)
+            active, token, attention, start = active[keep], token[keep], attention[keep], start[keep]
+        attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=1)  # (A, P + step + 1)
         out = model(input_ids=token.unsqueeze(1), attention_mask=attention, past_key_values=cache,
                     position_ids=text_positions(start + step, 1), use_cache=True)
         logits = out.logits[:, -1]
-    return torch.stack(tokens, dim=1), torch.stack(logps, dim=1) if want_logprobs else None
+    return ids[:, : step + 1], logps[:, : step + 1] if want_logprobs else None
 
 
 @torch.no_grad()

@@ -85,15 +85,25 @@ def summarize(records: list[dict], cfg: Config, seconds: float) -> dict:
 # checkpoints
 
 
-def fingerprint(cfg: Config, cell: str, base_dir: Path) -> str:
-    """What a checkpoint must match to be resumed: the cell, the training params, the base model."""
+def fingerprint(cfg: Config, cell: str, base_dir: Path, source_dir: Path = Path(__file__).parent) -> str:
+    """What a checkpoint must match to be resumed: the cell, the training params, the base model's bytes and
+    the package's source (a run resumed after a code change would mix two trainers)."""
     h = hashlib.sha256()
     h.update(cell.encode())
     h.update(json.dumps(dataclasses.asdict(cfg.train), sort_keys=True).encode())
     h.update((base_dir / "config.json").read_bytes())
     for f in sorted(base_dir.glob("*.safetensors")):
-        h.update(f"{f.name}:{f.stat().st_size}".encode())
+        _hash_file(h, f)
+    for f in sorted(source_dir.rglob("*.py")):
+        h.update(str(f.relative_to(source_dir)).encode())
+        _hash_file(h, f)
     return h.hexdigest()[:16]
+
+
+def _hash_file(h, path: Path, chunk: int = 1 << 24) -> None:
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
 
 
 def save_checkpoint(ckpt_dir: Path, trainer: GRPOTrainer, step: int, records: list[dict], seconds: float,

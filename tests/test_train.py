@@ -98,3 +98,30 @@ def test_lr_warmup():
     assert lr_multiplier(4, 100, 0.1) == pytest.approx(0.5)
     assert lr_multiplier(50, 100, 0.1) == 1.0
     assert lr_multiplier(0, 100, 0.0) == 1.0
+
+
+def test_checkpoint_fingerprint_follows_weights_bytes_and_source(world, tmp_path):
+    """A checkpoint is resumed only by the same params, base weights (content, not size) and trainer source."""
+    import shutil
+
+    from stages.train import fingerprint
+
+    root, cfg = world
+    base = tmp_path / "base"
+    shutil.copytree(root / "base", base)
+    src = tmp_path / "src"
+    (src / "grpo").mkdir(parents=True)
+    (src / "grpo" / "loss.py").write_text("x = 1\n")
+    fp = fingerprint(cfg, "default-none-0", base, src)
+    assert fingerprint(cfg, "default-none-0", base, src) == fp
+    assert fingerprint(cfg, "default-stochastic-0", base, src) != fp
+    assert fingerprint(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=2e-5)), "default-none-0",
+                       base, src) != fp
+    (src / "grpo" / "loss.py").write_text("x = 2\n")
+    assert fingerprint(cfg, "default-none-0", base, src) != fp
+    (src / "grpo" / "loss.py").write_text("x = 1\n")
+    weights = base / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # same size, other bytes
+    weights.write_bytes(bytes(data))
+    assert fingerprint(cfg, "default-none-0", base, src) != fp

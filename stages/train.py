@@ -122,7 +122,7 @@ def load_checkpoint(ckpt_dir: Path, trainer: GRPOTrainer, fp: str) -> tuple[int,
         return 0, [], 0.0
     state = read_json(state_path)
     if state.get("fingerprint") != fp:
-        log.warning("checkpoint in %s was made with other params or base model: starting afresh", ckpt_dir)
+        log.warning("checkpoint in %s was made with other params, base model or code: starting afresh", ckpt_dir)
         return 0, [], 0.0
     load_model(trainer.policy, ckpt_dir / "model.safetensors", device=str(trainer.acc.device))
     trainer.opt.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))

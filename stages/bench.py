@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from stages.config import Config
-from stages.data import load_counting_split
+from stages.counting.questions import load_counting_split
 from stages.grpo import count_reward
 from stages.io import atomic_write_text, read_json, write_json
-from stages.trainer import GRPOTrainer
+from stages.training.loop import GRPOTrainer
 from stages.vlm import qwen2vl as vlm
 
 # the model's own compute; everything else in a step is overhead

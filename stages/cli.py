@@ -56,7 +56,8 @@ def _config(params: Path) -> Config:
 
 def _run(fn, *args):
     """Run a stage body, turning the project's own input errors into one line and exit status 1."""
-    from stages.data import DataError, DataUnavailableError
+    from stages.counting.questions import DataError
+    from stages.counting.sources import DataUnavailableError
     from stages.fetch_model import ModelUnavailableError
 
     try:

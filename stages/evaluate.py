@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from stages.config import Config
-from stages.data import load_counting_split
-from stages.evaluation import answer_questions, score
+from stages.counting.questions import load_counting_split
+from stages.counting.scoring import answer_questions, score
 from stages.io import atomic_write_text, write_json
 from stages.vlm import qwen2vl as vlm
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from stages import data
 from stages.config import Config
+from stages.counting import questions, sources
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +22,15 @@ def main(cfg: Config, out: Path) -> None:
     d = cfg.fetch_data
     if cfg.profile == "blog":
         raw = Path(d.raw_dir)
-        clevr = data.fetch_clevr_blog(repo_id=d.clevr_repo, eval_rows=d.clevr_eval_rows,
+        clevr = sources.fetch_clevr_blog(repo_id=d.clevr_repo, eval_rows=d.clevr_eval_rows,
                                       raw_dir=raw / d.clevr_repo.split("/")[-1])
-        superclevr = data.fetch_superclevr_blog(raw_dir=raw / "superclevr", repo_id=d.superclevr_repo)
+        superclevr = sources.fetch_superclevr_blog(raw_dir=raw / "superclevr", repo_id=d.superclevr_repo)
     else:
-        clevr = data.build_clevr_mini(seed=d.seed, n_train=d.clevr_train, n_heldout=d.clevr_heldout,
+        clevr = sources.build_clevr_mini(seed=d.seed, n_train=d.clevr_train, n_heldout=d.clevr_heldout,
                                       min_count=d.clevr_min_count, max_count=d.clevr_max_count, size=d.image_size)
-        superclevr = data.build_superclevr_mini(seed=d.seed, n=d.superclevr, min_count=d.superclevr_min_count,
+        superclevr = sources.build_superclevr_mini(seed=d.seed, n=d.superclevr, min_count=d.superclevr_min_count,
                                                 max_count=d.superclevr_max_count, size=d.image_size)
-    data.save_dataset_atomic(clevr, out / "clevr")
-    data.save_dataset_atomic(superclevr, out / "superclevr")
+    questions.save_dataset_atomic(clevr, out / "clevr")
+    questions.save_dataset_atomic(superclevr, out / "superclevr")
     log.info("wrote %s: clevr train %d, heldout %d; superclevr %d", out, len(clevr["train"]),
              len(clevr["heldout"]), len(superclevr))

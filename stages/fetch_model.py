@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from stages import prompts
 from stages.config import Config, FetchModelParams
-from stages.data import CLEVR_PROBLEM as CLEVR_QUESTION
-from stages.data import SUPERCLEVR_QUESTIONS, CountingExample
+from stages.counting.questions import CLEVR_PROBLEM as CLEVR_QUESTION
+from stages.counting.questions import SUPERCLEVR_QUESTIONS, CountingExample
 from stages.io import atomic_dir, write_json
 from stages.vlm import qwen2vl as vlm
 
@@ -146,7 +146,7 @@ def pretrain(model, processor, pool: list[PretrainExample], p: FetchModelParams)
 def check_base_behaviour(model, processor, examples: list[CountingExample], styles: list[str],
                          max_new_tokens: int, seed: int) -> dict:
     """Digit rate, accuracy and accuracy given a digit per prompt style, sampling as training does."""
-    from stages.evaluation import answer_questions, score
+    from stages.counting.scoring import answer_questions, score
 
     out = {}
     for style in styles:

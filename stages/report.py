@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages import claims, report_tables
+from stages.analysis import claims
+from stages.analysis import tables as report_tables
 from stages.config import Config, cell_name
 from stages.io import atomic_dir, atomic_write_text, read_json, write_json
 from stages.plots import figures

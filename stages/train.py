@@ -21,9 +21,9 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
 from stages.config import Config, ConfigError, parse_cell
-from stages.data import load_counting_split
+from stages.counting.questions import load_counting_split
 from stages.io import atomic_dir, read_json, write_json
-from stages.trainer import GRPOTrainer
+from stages.training.loop import GRPOTrainer
 from stages.vlm import qwen2vl as vlm
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,8 @@ def tiny_model(tiny_processor):
 @pytest.fixture(scope="session")
 def make_tiny_world(tiny_model, tiny_processor):
     """Factory: the tiny base model and a small CLEVR-mini (and optionally SuperCLEVR-mini) under ``root``."""
-    from stages.data import build_clevr_mini, build_superclevr_mini, save_dataset_atomic
+    from stages.counting.questions import save_dataset_atomic
+    from stages.counting.sources import build_clevr_mini, build_superclevr_mini
     from stages.vlm import qwen2vl as vlm
 
     def make(root: Path, seed: int, n_train: int, n_heldout: int, n_superclevr: int = 0) -> Path:

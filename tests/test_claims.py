@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages import claims as cl
-from stages.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from stages.analysis import claims as cl
+from stages.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 THRESHOLD = 0.9
 

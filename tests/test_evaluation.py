@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from stages.baseline_assess import markdown, signal_table
-from stages.evaluation import score
+from stages.counting.scoring import score
 from stages.grpo.advantages import signal_chance
 
 

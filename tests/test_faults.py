@@ -183,8 +183,8 @@ def test_nan_loss_stops_training_and_keeps_the_checkpoint(world, tmp_path, monke
     import dataclasses
 
     from stages import train as train_stage
-    from stages import trainer as trainer_mod
     from stages.config import load_config
+    from stages.training import loop as trainer_mod
 
     root, params = world
     cfg = load_config(params)

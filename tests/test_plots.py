@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from stages.analysis.tables import phase_boundary
 from stages.plots import figures
-from stages.report_tables import phase_boundary
 
 THRESHOLD = 0.9
 

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from stages import report_tables as rt
-from stages.blog_numbers import BLOG
+from stages.analysis import tables as rt
+from stages.analysis.blog_numbers import BLOG
 
 
 def parse_md(text: str) -> list[list[str]]:

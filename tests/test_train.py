@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from stages import train as train_stage
 from stages.config import load_config
-from stages.trainer import GRPOTrainer, lr_multiplier, merge_completions
+from stages.training.loop import GRPOTrainer, lr_multiplier, merge_completions
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """One function per figure of the blog, drawn from the pipeline's own measurements.
 
-Every ``plot_*`` function takes DataFrames (see ``stages.report_tables`` for their
+Every ``plot_*`` function takes DataFrames (see ``stages.analysis.tables`` for their
 columns), writes one PNG to ``out_path`` and returns that path. Figures show our value
 beside the blog's wherever the blog has one. Colours: injection red, no injection blue,
 base model grey; the blog's values are light and hatched. Several seeds: bars are the
@@ -24,8 +24,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 
-from stages.blog_numbers import BASELINE_STRENGTH, BLOG, PROMPT_LABELS, BlogValue  # noqa: E402
-from stages.report_tables import (  # noqa: E402
+from stages.analysis.blog_numbers import BASELINE_STRENGTH, BLOG, PROMPT_LABELS, BlogValue  # noqa: E402
+from stages.analysis.tables import (  # noqa: E402
     ARMS,
     Summary,
     arm_label,

@@ -2,7 +2,7 @@
 
 Pure functions: DataFrames in, GitHub-markdown strings out. The shared helpers at the
 top (aggregation over seeds, number formatting, rolling curves) are also used by
-``stages.plots.figures`` and ``stages.claims``.
+``stages.plots.figures`` and ``stages.analysis.claims``.
 
 Input frames (see the report stage): ``baseline`` (prompt, digit_rate, accuracy,
 accuracy_given_digit, n), ``curves`` (prompt, arm, strategy, seed, step, digit_rate,
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stages.blog_numbers import ARM_LABELS, BASELINE_STRENGTH, BLOG, PROMPT_LABELS, BlogValue
+from stages.analysis.blog_numbers import ARM_LABELS, BASELINE_STRENGTH, BLOG, PROMPT_LABELS, BlogValue
 from stages.grpo.advantages import signal_chance
 
 PROMPTS: tuple[str, ...] = ("default", "r1v")

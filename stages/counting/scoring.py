@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stages import prompts
-from stages.data import CountingExample
+from stages.counting.questions import CountingExample
 from stages.grpo import count_reward, extract_answer
 from stages.vlm import qwen2vl as vlm
 

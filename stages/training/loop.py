@@ -28,7 +28,7 @@ import torch
 
 from stages import prompts
 from stages.config import TrainParams
-from stages.data import CountingExample
+from stages.counting.questions import CountingExample
 from stages.grpo import (
     GroupContext,
     InjectionParams,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stages.blog_numbers import BLOG
-from stages.report_tables import (
+from stages.analysis.blog_numbers import BLOG
+from stages.analysis.tables import (
     base_value,
     cell_values,
     fmt_pct,

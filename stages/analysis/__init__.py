@@ -1,0 +1,1 @@
+"""Reading the measurements: aggregation over seeds, tables, the blog's numbers, claim verdicts."""

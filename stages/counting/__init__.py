@@ -1,0 +1,1 @@
+"""Counting questions: the datasets (schemas, loading, sources) and scoring answers to them."""

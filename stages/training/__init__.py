@@ -1,0 +1,1 @@
+"""The GRPO training loop and its checkpoints: what the train stage runs."""

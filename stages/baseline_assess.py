@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from stages.config import Config
 from stages.counting.questions import load_counting_split
 from stages.counting.scoring import answer_questions, score
 from stages.grpo.advantages import signal_chance
 from stages.io import atomic_write_text, write_json
 from stages.vlm import qwen2vl as vlm
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def main(cfg: Config, base_dir: Path, data_dir: Path, metrics_path: Path, table_
     b, e = cfg.baseline_assess, cfg.eval
     heldout = load_counting_split(data_dir / "clevr" / "heldout", "clevr")
     examples = [heldout[i] for i in range(min(b.n_questions, len(heldout)))]
-    model, processor = vlm.load_model(base_dir, cfg.train.dtype, "cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = vlm.load_model(base_dir, cfg.eval.dtype, "cuda" if torch.cuda.is_available() else "cpu")
     results = {}
     for style in cfg.prompt_styles:
         answers = answer_questions(model, processor, examples, style, batch_size=b.batch_size,

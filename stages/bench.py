@@ -20,15 +20,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from stages.config import Config
 from stages.counting.questions import load_counting_split
-from stages.grpo import count_reward
+from stages.grpo.rewards import count_reward
 from stages.io import atomic_write_text, read_json, write_json
 from stages.training.loop import GRPOTrainer
 from stages.vlm import qwen2vl as vlm
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import Config
 
 # the model's own compute; everything else in a step is overhead
 COMPUTE_PHASES = ("generation", "injected_forward", "reference_forward", "train_forward_backward", "optimizer")
@@ -67,13 +70,14 @@ def _reset_peak_memory() -> None:
 def _bench_params(cfg: Config):
     return dataclasses.replace(cfg.train, prompts_per_step=4, group_size=8, epochs=4, clip_eps=0.2, kl_coef=0.0,
                                temperature=1.0, top_p=1.0, max_new_tokens=50, kl_log_every=10**9,
-                               warmup_frac=0.0, dtype="float32")
+                               warmup_frac=0.0, precision="fp32")
 
 
 class OursRunner:
     def __init__(self, cfg: Config, base_dir: Path, examples, device: str):
         model, processor = vlm.load_model(base_dir, "float32", device)
-        self.trainer = GRPOTrainer(model, None, processor, examples, "default", "none", _bench_params(cfg), seed=0)
+        self.trainer = GRPOTrainer(model, None, processor, examples, "default", "none", _bench_params(cfg),
+                                   cfg.injection_params, seed=0)
         self.step = 0
 
     def run(self) -> tuple[float, dict[str, float]]:

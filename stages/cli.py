@@ -28,6 +28,24 @@ BaseOpt = Annotated[Path, typer.Option(help="The base model directory.")]
 DataOpt = Annotated[Path, typer.Option(help="The datasets directory written by fetch-data.")]
 log = logging.getLogger("vlm_grpo")
 
+# The module each command runs (imported on use, so `--help` and a bad param stay fast). dvc.yaml's stages call
+# these commands; tests/test_dvc_deps.py follows this map to check that every file a stage runs is a dep of it.
+STAGE_MODULES = {
+    "fetch-data": "stages.fetch_data",
+    "fetch-model": "stages.fetch_model",
+    "baseline-assess": "stages.baseline_assess",
+    "train": "stages.train",
+    "eval": "stages.evaluate",
+    "report": "stages.report",
+    "bench": "stages.bench",
+}
+
+
+def _stage(command: str):
+    import importlib
+
+    return importlib.import_module(STAGE_MODULES[command])
+
 
 def _setup() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -59,10 +77,11 @@ def _run(fn, *args):
     from stages.counting.questions import DataError
     from stages.counting.sources import DataUnavailableError
     from stages.fetch_model import ModelUnavailableError
+    from stages.io import InputError
 
     try:
         return fn(*args)
-    except (DataError, DataUnavailableError, ModelUnavailableError, ConfigError) as err:
+    except (DataError, DataUnavailableError, ModelUnavailableError, ConfigError, InputError) as err:
         _fail(str(err), 1)
 
 
@@ -88,7 +107,7 @@ def fetch_data(
     """
     cfg = _config(params)
     _setup()
-    from stages import fetch_data as stage
+    stage = _stage("fetch-data")
 
     _run(stage.main, cfg, out)
 
@@ -106,7 +125,7 @@ def fetch_model(
     """
     cfg = _config(params)
     _setup()
-    from stages import fetch_model as stage
+    stage = _stage("fetch-model")
 
     result = _run(stage.main, cfg, out, metrics)
     for style, m in result.get("check", {}).items():
@@ -131,14 +150,14 @@ def train(
     a matching checkpoint is there. For several processes: `torchrun --nproc_per_node N -m stages.cli train ...`.
     """
     cfg = _config(params)
-    from stages.config import parse_cell
+    from stages.cells import CellError, parse_cell
 
     try:
         parse_cell(cell)
-    except ConfigError as err:
+    except CellError as err:
         _fail(str(err), 2)
     _setup()
-    from stages import train as stage
+    stage = _stage("train")
 
     summary = _run(stage.main, cfg, cell, base, data, out, checkpoints, live, metrics)
     log.info("%s: %s", cell, summary)
@@ -159,7 +178,7 @@ def baseline_assess(
     """
     cfg = _config(params)
     _setup()
-    from stages import baseline_assess as stage
+    stage = _stage("baseline-assess")
 
     _run(stage.main, cfg, base, data, metrics, table)
 
@@ -178,7 +197,7 @@ def evaluate(
 
     Accuracy, number-present rate and accuracy per true count, with the decoding of params eval.*.
     """
-    from stages.config import PROMPT_STYLES
+    from stages.cells import PROMPT_STYLES
 
     cfg = _config(params)
     if dataset not in ("clevr", "superclevr"):
@@ -186,7 +205,7 @@ def evaluate(
     if prompt not in PROMPT_STYLES:
         _fail(f"prompt {prompt!r} is invalid: must be one of {', '.join(PROMPT_STYLES)}", 2)
     _setup()
-    from stages import evaluate as stage
+    stage = _stage("eval")
 
     _run(stage.main, cfg, dataset, prompt, model, data, metrics, answers)
 
@@ -206,7 +225,7 @@ def report(
     """
     cfg = _config(params)
     _setup()
-    from stages import report as stage
+    stage = _stage("report")
 
     _run(stage.main, cfg, metrics, live, out, summary)
 
@@ -227,7 +246,7 @@ def bench(
     """
     cfg = _config(params)
     _setup()
-    from stages import bench as stage
+    stage = _stage("bench")
 
     command = "vlm-grpo " + " ".join(sys.argv[1:])
     result = _run(stage.main, cfg, base, data, repeats, out, md, trl, params, command)

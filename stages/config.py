@@ -19,12 +19,15 @@ from typing import Any
 
 import yaml
 
+from stages.cells import INJECTION_STRATEGIES, PROMPT_STYLES
+from stages.grpo.injection import InjectionParams, range_error
+
 PROFILES = ("mini", "blog")
-PROMPT_STYLES = ("default", "r1v")
-# Kept in sync with stages.grpo.injection.STRATEGIES by a test; listed here so that validating params
-# needs no torch import.
-INJECTION_STRATEGIES = ("stochastic", "ensure_one", "decay", "adaptive")
-DTYPES = ("float32", "bfloat16", "float16")
+# Training precision. bf16-mixed: fp32 master weights and optimizer state, bf16 compute (autocast). There is
+# deliberately no pure-bf16 choice: AdamW steps of lr 1e-5 on bf16 weights round away (the spacing of bf16
+# numbers near 0.02 is 1.2e-4), so most weights would never move.
+PRECISIONS = ("fp32", "bf16-mixed")
+INFERENCE_DTYPES = ("float32", "bfloat16")  # evaluation only: no optimizer, so bf16 weights are fine
 
 
 class ConfigError(ValueError):
@@ -83,9 +86,10 @@ class FetchModelParams:
     r1v_frac: float = _f(0.5, min=0, max=1)
     default_digit_frac: float = _f(0.10, min=0, max=1)
     default_digit_noise: float = _f(0.03, min=0, max=1)
-    r1v_answer_noise: float = _f(0.15, min=0, max=1)
+    r1v_answer_noise: float = _f(0.30, min=0, max=1)
     superclevr_frac: float = _f(0.3, min=0, max=1)
     check_questions: int = _f(64, min=1)
+    check_max_new_tokens: int = _f(50, min=1)  # the quick check's answer length (as train/eval: 50)
 
 
 @dataclass(frozen=True)
@@ -117,11 +121,7 @@ class TrainParams:
     checkpoint_every: int = _f(25, min=1)
     accuracy_threshold: float = _f(0.9, gt=0, max=1)
     rolling_window: int = _f(20, min=1)
-    decay_initial_rate: float = _f(0.8, min=0, max=1)
-    decay_final_rate: float = _f(0.0, min=0, max=1)
-    decay_fraction: float = _f(0.7, gt=0, max=1)
-    adaptive_threshold: float = _f(0.9, min=0, max=1)
-    dtype: str = _f("float32", choices=DTYPES)
+    precision: str = _f("fp32", choices=PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -133,11 +133,7 @@ class EvalParams:
     top_p: float = _f(1.0, gt=0, max=1)
     max_new_tokens: int = _f(50, min=1)
     seed: int = _f(0, min=0)
-
-
-@dataclass(frozen=True)
-class ReportParams:
-    rolling_window: int = _f(20, min=1)
+    dtype: str = _f("float32", choices=INFERENCE_DTYPES)
 
 
 SECTIONS: dict[str, type] = {
@@ -145,8 +141,8 @@ SECTIONS: dict[str, type] = {
     "fetch_model": FetchModelParams,
     "baseline_assess": BaselineParams,
     "train": TrainParams,
+    "injection_params": InjectionParams,
     "eval": EvalParams,
-    "report": ReportParams,
 }
 TOP_LEVEL = ("profile", "injection", "prompt_styles", "seeds", "profiles", *SECTIONS)
 
@@ -161,8 +157,8 @@ class Config:
     fetch_model: FetchModelParams
     baseline_assess: BaselineParams
     train: TrainParams
+    injection_params: InjectionParams
     eval: EvalParams
-    report: ReportParams
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -198,12 +194,9 @@ def _check_rules(key: str, value: Any, rules: dict[str, Any]) -> None:
         if "choices" in rules and v not in rules["choices"]:
             allowed = ", ".join(rules["choices"])
             raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be one of {allowed}")
-        if "min" in rules and v < rules["min"]:
-            raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be >= {rules['min']}")
-        if "max" in rules and v > rules["max"]:
-            raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be <= {rules['max']}")
-        if "gt" in rules and not v > rules["gt"]:
-            raise ConfigError(f"params.yaml: {key} = {v!r} is invalid: must be > {rules['gt']}")
+        problem = range_error(key, v, rules)
+        if problem:
+            raise ConfigError(f"params.yaml: {problem}")
 
 
 def _build_section(name: str, cls: type, values: dict[str, Any]) -> Any:
@@ -219,7 +212,10 @@ def _build_section(name: str, cls: type, values: dict[str, Any]) -> Any:
         full = f"{name}.{key}"
         checked[key] = _check_type(full, value, hints[key])
         _check_rules(full, checked[key], dict(fields[key].metadata))
-    return cls(**checked)
+    try:
+        return cls(**checked)
+    except ValueError as err:  # a rule across keys of the section (e.g. InjectionParams' decay rates)
+        raise ConfigError(f"params.yaml: {name}.{err}") from None
 
 
 def _section_dict(raw: dict[str, Any], name: str, where: str) -> dict[str, Any]:
@@ -245,8 +241,6 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("params.yaml: fetch_model.text_heads must be a multiple of text_kv_heads")
     if m.vision_embed % m.vision_heads:
         raise ConfigError("params.yaml: fetch_model.vision_embed must be divisible by vision_heads")
-    if cfg.train.decay_final_rate > cfg.train.decay_initial_rate:
-        raise ConfigError("params.yaml: train.decay_final_rate must be <= train.decay_initial_rate")
 
 
 def config_from_dict(raw: Any) -> Config:
@@ -310,20 +304,3 @@ def load_config(path: str | Path = "params.yaml") -> Config:
         first = str(err).splitlines()[0] if str(err) else "syntax error"
         raise ConfigError(f"{path}: not valid YAML ({first})") from None
     return config_from_dict(raw)
-
-
-def cell_name(prompt: str, arm: str, seed: int) -> str:
-    """The name of one grid cell, as DVC's matrix names it: ``default-stochastic-0``."""
-    return f"{prompt}-{arm}-{seed}"
-
-
-def parse_cell(name: str) -> tuple[str, str, int]:
-    """Inverse of :func:`cell_name`; raises ConfigError on a malformed name."""
-    parts = name.rsplit("-", 2)
-    if len(parts) != 3 or parts[0] not in PROMPT_STYLES or not parts[2].isdigit():
-        raise ConfigError(f"cell {name!r} is invalid: expected PROMPT-ARM-SEED, e.g. default-stochastic-0")
-    arm = parts[1]
-    if arm not in ("none", *INJECTION_STRATEGIES):
-        allowed = ", ".join(("none", *INJECTION_STRATEGIES))
-        raise ConfigError(f"cell {name!r} is invalid: arm {arm!r} must be one of {allowed}")
-    return parts[0], arm, int(parts[2])

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from stages.config import Config
 from stages.counting.questions import load_counting_split
 from stages.counting.scoring import answer_questions, score
 from stages.io import atomic_write_text, write_json
 from stages.vlm import qwen2vl as vlm
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ def main(cfg: Config, dataset: str, prompt: str, model_dir: Path, data_dir: Path
     else:
         split = load_counting_split(data_dir / "superclevr", "superclevr")
         examples = [split[i] for i in range(len(split))]
-    model, processor = vlm.load_model(model_dir, cfg.train.dtype, "cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = vlm.load_model(model_dir, cfg.eval.dtype, "cuda" if torch.cuda.is_available() else "cpu")
     answers = answer_questions(model, processor, examples, prompt, batch_size=e.batch_size,
                                max_new_tokens=e.max_new_tokens, do_sample=e.do_sample, temperature=e.temperature,
                                top_p=e.top_p, seed=e.seed, desc=f"eval {dataset} {model_dir.name}")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stages.config import Config
 from stages.counting import questions, sources
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,11 +24,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from stages import prompts
-from stages.config import Config, FetchModelParams
 from stages.counting.questions import CLEVR_PROBLEM as CLEVR_QUESTION
 from stages.counting.questions import SUPERCLEVR_QUESTIONS, CountingExample
 from stages.io import atomic_dir, write_json
 from stages.vlm import qwen2vl as vlm
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import Config, FetchModelParams
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +191,7 @@ def build_and_pretrain_mini(cfg: Config, out_dir: Path, metrics_path: Path) -> d
         n = int(rng.integers(d.clevr_min_count, d.clevr_max_count + 1))
         examples.append(CountingExample(render_clevr_scene(rng, n, d.image_size)[0], CLEVR_QUESTION, n, len(examples)))
     check = check_base_behaviour(model, processor, examples, list(cfg.prompt_styles),
-                                 cfg.train.max_new_tokens, p.seed)
+                                 p.check_max_new_tokens, p.seed)
     with atomic_dir(out_dir) as tmp:
         vlm.save_model_dir(model, processor, tmp)
     metrics = {

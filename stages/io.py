@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 
+class InputError(ValueError):
+    """An input a stage needs is missing or unusable (one-line message saying what to run)."""
+
+
 @contextlib.contextmanager
 def atomic_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``out_dir``; on success it replaces ``out_dir`` whole."""

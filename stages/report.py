@@ -11,14 +11,18 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from stages.analysis import claims
 from stages.analysis import tables as report_tables
-from stages.config import Config, cell_name
+from stages.cells import cell_name
 from stages.io import atomic_dir, atomic_write_text, read_json, write_json
-from stages.plots import figures
+from stages.plots import render
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +131,7 @@ def flat_summary(cells: pd.DataFrame, base_eval: pd.DataFrame, baseline: pd.Data
 def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding: dict | None) -> str:
     thr = cfg.train.accuracy_threshold
     measured = dict(zip(baseline["prompt"], baseline["digit_rate"], strict=False)) if len(baseline) else {}
-    fig = lambda name, caption: f"![{caption}](figures/{figures.FIGURE_FILES[name]})\n\n*{caption}*\n"  # noqa: E731
+    fig = lambda name, caption: f"![{caption}](figures/{render.FIGURE_FILES[name]})\n\n*{caption}*\n"  # noqa: E731
     dec = (f"sampling, temperature {decoding['temperature']}, top_p {decoding['top_p']}" if decoding and
            decoding.get("do_sample") else "greedy decoding") if decoding else "as set in params eval.*"
     parts = [
@@ -172,12 +176,12 @@ def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_
     cells = load_cells(cfg, metrics_dir)
     base_eval = load_base_eval(cfg, metrics_dir)
     thr = cfg.train.accuracy_threshold
-    window = cfg.report.rolling_window
+    window = cfg.train.rolling_window
     claims_df = claims.claims_table(baseline, curves, cells, base_eval, thr, window=window)
     decoding = (_json(metrics_dir / "baseline.json") or {}).get("decoding")
     with atomic_dir(out_dir / "figures") as tmp:
-        figures.render_all(baseline, curves, cells, base_eval, thr, tmp, window=window,
-                           group_size=cfg.train.group_size)
+        render.render_all(baseline, curves, cells, base_eval, thr, tmp, window=window,
+                          group_size=cfg.train.group_size)
     atomic_write_text(out_dir / "report.md", report_markdown(cfg, baseline, cells, base_eval, claims_df, decoding))
     summary = flat_summary(cells, base_eval, baseline)
     write_json(summary_path, summary)

@@ -5,8 +5,11 @@ checkpoint fingerprint (a killed training run resumes only under the same traini
 say, a figure module does not throw its progress away).
 
 Static: every ``import`` / ``from ... import`` anywhere in a file (module level or inside a function) counts,
-whether or not that line runs; importing ``a.b.c`` also runs ``a/__init__.py`` and ``a/b/__init__.py``.
-Modules outside the package (torch, transformers, ...) are left out: pinned versions cover them.
+whether or not that line runs, except under ``if TYPE_CHECKING:`` (never runs); importing ``a.b.c`` also runs
+``a/__init__.py`` and ``a/b/__init__.py``. Modules outside the package (torch, transformers, ...) are left out:
+pinned versions cover them. ``stages.config`` is imported by the stages only for type checking: the CLI builds
+the Config from params.yaml, every key of which is set there (tests/test_config.py), and dvc.yaml tracks
+those values as params.
 """
 
 from __future__ import annotations
@@ -44,13 +47,34 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+
+
+def _import_nodes(tree: ast.AST):
+    """Import statements that can run: all of them except those under ``if TYPE_CHECKING:``."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        for child in ast.iter_child_nodes(node):
+            if not _is_type_checking(child):
+                todo.append(child)
+            else:
+                todo.extend(child.orelse)
+
+
 def imported_names(path: Path, package_dir: Path = PACKAGE_DIR) -> set[str]:
     """Names of the modules (and candidate submodules) one file imports, relative imports resolved."""
     tree = ast.parse(path.read_text(), filename=str(path))
     here = _module_name(path, package_dir)
     is_package = path.name == "__init__.py"
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _import_nodes(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

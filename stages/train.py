@@ -9,22 +9,25 @@ finished logs and model equal those of an uninterrupted run (on CPU).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 
-from stages.config import Config, ConfigError, parse_cell
+from stages.analysis.curves import rolling_mean, steps_to_reach
+from stages.cells import parse_cell
 from stages.counting.questions import load_counting_split
-from stages.io import atomic_dir, read_json, write_json
+from stages.io import InputError, atomic_dir, write_json
+from stages.training.checkpoints import fingerprint, load_checkpoint, save_checkpoint
 from stages.training.loop import GRPOTrainer
 from stages.vlm import qwen2vl as vlm
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -46,89 +49,20 @@ LIVE_KEYS = {
 }
 
 
-def rolling(values: list[float], window: int) -> list[float]:
-    """Trailing mean over up to ``window`` values (the first steps average what they have)."""
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v
-        if i >= window:
-            acc -= values[i - window]
-        out.append(acc / min(i + 1, window))
-    return out
-
-
-def steps_to(values: list[float], threshold: float, window: int) -> int | None:
-    """First step (1-based count of steps trained) at which the rolling mean reaches ``threshold``."""
-    for i, v in enumerate(rolling(values, window)):
-        if i + 1 >= window and v >= threshold:
-            return i + 1
-    return None
-
-
 def summarize(records: list[dict], cfg: Config, seconds: float) -> dict:
     w, thr = cfg.train.rolling_window, cfg.train.accuracy_threshold
     acc = [r["accuracy"] for r in records]
     dig = [r["digit_rate"] for r in records]
     return {
         "steps": len(records),
-        "steps_to_threshold": steps_to(acc, thr, w),
-        "steps_to_digit90": steps_to(dig, 0.9, w),
+        "steps_to_threshold": steps_to_reach(acc, thr, w),
+        "steps_to_digit90": steps_to_reach(dig, 0.9, w),
         "accuracy_threshold": thr,
-        "final_rolling_accuracy": rolling(acc, w)[-1] if acc else None,
-        "final_rolling_digit_rate": rolling(dig, w)[-1] if dig else None,
+        "final_rolling_accuracy": rolling_mean(acc, w)[-1] if acc else None,
+        "final_rolling_digit_rate": rolling_mean(dig, w)[-1] if dig else None,
         "mean_injected_frac": sum(r["injected_frac"] for r in records) / max(1, len(records)),
         "train_seconds": round(seconds, 1),
     }
-
-
-# --------------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def fingerprint(cfg: Config, cell: str, base_dir: Path, source_dir: Path = Path(__file__).parent) -> str:
-    """What a checkpoint must match to be resumed: the cell, the training params, the base model's bytes and
-    the package's source (a run resumed after a code change would mix two trainers)."""
-    h = hashlib.sha256()
-    h.update(cell.encode())
-    h.update(json.dumps(dataclasses.asdict(cfg.train), sort_keys=True).encode())
-    h.update((base_dir / "config.json").read_bytes())
-    for f in sorted(base_dir.glob("*.safetensors")):
-        _hash_file(h, f)
-    for f in sorted(source_dir.rglob("*.py")):
-        h.update(str(f.relative_to(source_dir)).encode())
-        _hash_file(h, f)
-    return h.hexdigest()[:16]
-
-
-def _hash_file(h, path: Path, chunk: int = 1 << 24) -> None:
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-
-
-def save_checkpoint(ckpt_dir: Path, trainer: GRPOTrainer, step: int, records: list[dict], seconds: float,
-                    fp: str) -> None:
-    with atomic_dir(ckpt_dir) as tmp:
-        save_model(trainer.policy, tmp / "model.safetensors")  # handles the tied embedding / lm_head
-        torch.save(trainer.opt.state_dict(), tmp / "optimizer.pt")
-        write_json(tmp / "state.json", {"next_step": step, "records": records, "seconds": seconds,
-                                        "fingerprint": fp, "digit_history": list(trainer.digit_history)})
-
-
-def load_checkpoint(ckpt_dir: Path, trainer: GRPOTrainer, fp: str) -> tuple[int, list[dict], float]:
-    """Restore a matching checkpoint; returns (next step, records so far, seconds so far)."""
-    state_path = ckpt_dir / "state.json"
-    if not state_path.is_file():
-        return 0, [], 0.0
-    state = read_json(state_path)
-    if state.get("fingerprint") != fp:
-        log.warning("checkpoint in %s was made with other params, base model or code: starting afresh", ckpt_dir)
-        return 0, [], 0.0
-    load_model(trainer.policy, ckpt_dir / "model.safetensors", device=str(trainer.acc.device))
-    trainer.opt.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
-    trainer.digit_history.extend(state["digit_history"])
-    log.info("resuming from %s at step %d", ckpt_dir, state["next_step"])
-    return state["next_step"], state["records"], state["seconds"]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -153,26 +87,35 @@ def _log_record(live, rec: dict) -> None:
     live.next_step()
 
 
+def trainer_params(cfg: Config) -> dict:
+    """The params the trainer reads (what a checkpoint must have been made with)."""
+    return {"train": dataclasses.asdict(cfg.train), "injection_params": dataclasses.asdict(cfg.injection_params)}
+
+
 def main(cfg: Config, cell: str, base_dir: Path, data_dir: Path, out_dir: Path, ckpt_dir: Path, live_dir: Path,
          metrics_path: Path) -> dict:
-    prompt, arm, seed = parse_cell(cell)
-    if arm != "none" and arm != cfg.injection:
-        log.warning("cell %s uses strategy %s while params.yaml injection is %s", cell, arm, cfg.injection)
+    prompt, arm, seed = parse_cell(cell)  # the arm comes from the cell, never from params `injection`
     if not (base_dir / "config.json").is_file():
-        raise ConfigError(f"{base_dir}: no base model found; run `dvc repro fetch_model` first")
+        raise InputError(f"{base_dir}: no base model found; run `dvc repro fetch_model` first")
     examples = load_counting_split(data_dir / "clevr" / "train", "clevr")
     torch.manual_seed(seed)
-    model, processor = vlm.load_model(base_dir, cfg.train.dtype, "cuda" if torch.cuda.is_available() else "cpu")
-    ref_model = vlm.load_model(base_dir, cfg.train.dtype, model.device)[0]
-    trainer = GRPOTrainer(model, ref_model, processor, examples, prompt, arm, cfg.train, seed)
-    fp = fingerprint(cfg, cell, base_dir)
-    start, records, seconds = load_checkpoint(ckpt_dir, trainer, fp)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # fp32 master weights whatever train.precision says; bf16-mixed computes in bf16 under autocast
+    model, processor = vlm.load_model(base_dir, "float32", device)
+    ref_dtype = "bfloat16" if cfg.train.precision == "bf16-mixed" else "float32"  # frozen: bf16 weights are fine
+    ref_model = vlm.load_model(base_dir, ref_dtype, model.device)[0]
+    trainer = GRPOTrainer(model, ref_model, processor, examples, prompt, arm, cfg.train, cfg.injection_params, seed)
+    fp = fingerprint(trainer_params(cfg), cell, base_dir)
+    state = load_checkpoint(ckpt_dir, trainer.policy, trainer.opt, fp, trainer.acc.device) or {}
+    start, records, seconds = state.get("next_step", 0), state.get("records", []), state.get("seconds", 0.0)
+    trainer.digit_history.extend(state.get("digit_history", []))
     main_proc = trainer.acc.is_main_process
     live = _open_live(live_dir, records) if main_proc else None
 
     bar = tqdm(range(start, cfg.train.steps), initial=start, total=cfg.train.steps, desc=f"train {cell}",
                disable=not main_proc)
     t_last = time.perf_counter()
+    w = cfg.train.rolling_window
     for step in bar:
         rec = trainer.train_step(step)
         sample = rec.pop("_sample")
@@ -182,16 +125,17 @@ def main(cfg: Config, cell: str, base_dir: Path, data_dir: Path, out_dir: Path, 
         now = time.perf_counter()
         seconds += now - t_last
         t_last = now
-        w = cfg.train.rolling_window
         bar.set_postfix(reward=f"{rec['mean_reward']:+.2f}",
-                        digits=f"{rolling([r['digit_rate'] for r in records], w)[-1]:.2f}",
-                        acc=f"{rolling([r['accuracy'] for r in records], w)[-1]:.2f}",
+                        digits=f"{rolling_mean([r['digit_rate'] for r in records[-w:]], w)[-1]:.2f}",
+                        acc=f"{rolling_mean([r['accuracy'] for r in records[-w:]], w)[-1]:.2f}",
                         inj=f"{rec['injected_frac']:.2f}")
         if step % 25 == 0:
             log.info("step %d sample: %r", step, sample[:120])
         done = step + 1
         if main_proc and (done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps):
-            save_checkpoint(ckpt_dir, trainer, done, records, seconds, fp)
+            save_checkpoint(ckpt_dir, trainer.policy, trainer.opt,
+                            {"next_step": done, "records": records, "seconds": seconds, "fingerprint": fp,
+                             "digit_history": list(trainer.digit_history)})
 
     summary = summarize(records, cfg, seconds)
     if main_proc:

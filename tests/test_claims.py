@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from stages.analysis import claims as cl
+from stages.analysis import curves as curve_math
 from stages.analysis.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 THRESHOLD = 0.9
@@ -174,6 +175,16 @@ def test_two_phases():
     assert cl.claim_two_phases(pd.DataFrame(), window=10)["verdict"] == INCONCLUSIVE
 
 
+def test_two_phases_boundary_in_steps_trained_as_the_metric():
+    curves = two_phase_curves(0.5)
+    metric = curve_math.steps_to_reach(curves["digit_rate"].tolist(), 0.9, 10)  # train's steps_to_digit90
+    assert metric is not None
+    row = cl.claim_two_phases(curves, window=10)
+    assert f"90% after {metric} steps trained" in row["ours"]
+    first_window = float(np.mean(curves["digit_rate"].iloc[:10]))
+    assert f"digit rate {first_window * 100:.1f}% ->" in row["ours"]
+
+
 # --- the table ---------------------------------------------------------------------------------------
 
 
@@ -198,5 +209,5 @@ def test_claims_table_and_markdown():
 
 def test_claims_table_without_data():
     empty = pd.DataFrame()
-    df = cl.claims_table(empty, empty, empty, empty, THRESHOLD)
+    df = cl.claims_table(empty, empty, empty, empty, THRESHOLD, window=10)
     assert (df["verdict"] == INCONCLUSIVE).all()

@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import (
-    INJECTION_STRATEGIES,
-    PROMPT_STYLES,
-    ConfigError,
-    cell_name,
-    config_from_dict,
-    load_config,
-    parse_cell,
-)
-from stages.grpo import STRATEGY_NAMES
+from stages.cells import INJECTION_STRATEGIES, PROMPT_STYLES, CellError, cell_name, parse_cell
+from stages.config import ConfigError, config_from_dict, load_config
+from stages.grpo.injection import STRATEGY_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,7 +76,10 @@ BAD_PARAMS = [
     ("train.steps", 10.5, ["train.steps", "integer"]),
     ("train.steps", True, ["train.steps", "integer"]),
     ("train.top_p", 1.5, ["train.top_p", "<= 1"]),
-    ("train.dtype", "int8", ["train.dtype", "float32", "bfloat16"]),
+    ("train.precision", "bf16", ["train.precision", "fp32", "bf16-mixed"]),
+    ("eval.dtype", "int8", ["eval.dtype", "float32", "bfloat16"]),
+    ("injection_params.decay_fraction", 0.0, ["injection_params.decay_fraction", "> 0"]),
+    ("injection_params.decay_final_rate", 0.9, ["injection_params.decay_final_rate", "decay_initial_rate"]),
     ("train.kl_coef", -0.1, ["train.kl_coef", ">= 0"]),
     ("train.learning_rate", 1e-5, ["unknown key train.learning_rate", "lr"]),
     ("train", DELETE, ["missing key train"]),
@@ -122,9 +118,9 @@ def test_cell_names_round_trip():
     for prompt in PROMPT_STYLES:
         for arm in ("none", *INJECTION_STRATEGIES):
             assert parse_cell(cell_name(prompt, arm, 3)) == (prompt, arm, 3)
-    with pytest.raises(ConfigError, match="PROMPT-ARM-SEED"):
+    with pytest.raises(CellError, match="PROMPT-ARM-SEED"):
         parse_cell("default-0")
-    with pytest.raises(ConfigError, match="arm"):
+    with pytest.raises(CellError, match="arm"):
         parse_cell("default-magic-0")
 
 
@@ -142,3 +138,21 @@ def test_cli_stops_before_any_work_on_bad_params(raw, tmp_path, command):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == ["error: params.yaml: train.group_size = 1 is invalid: must be >= 2"]
     assert not out.exists()
+
+
+def test_params_yaml_sets_every_key_and_code_defaults_agree(raw):
+    """Every value a stage reads comes from params.yaml, which DVC tracks (stages.config is no dep of any stage),
+    and the dataclass defaults say the same as params.yaml, so reading either tells the truth."""
+    import dataclasses
+
+    from stages.config import SECTIONS
+
+    for name, cls in SECTIONS.items():
+        keys = {f.name for f in dataclasses.fields(cls)}
+        assert set(raw[name]) == keys, f"params.yaml section {name}: missing {sorted(keys - set(raw[name]))}"
+        defaults = cls()
+        for key, value in raw[name].items():
+            assert getattr(defaults, key) == value, f"{name}.{key}: code default {getattr(defaults, key)!r}, " \
+                                                     f"params.yaml {value!r}"
+        for profile in ("mini", "blog"):
+            assert name in raw["profiles"][profile], f"profiles.{profile}.{name} (dvc.yaml declares it) is missing"

@@ -40,7 +40,6 @@ def _params(tmp: Path) -> Path:
         "train": {"steps": 8, "prompts_per_step": 2, "group_size": 4, "epochs": 2, "max_new_tokens": 8,
                   "checkpoint_every": 2, "lr": 1e-3, "warmup_frac": 0.0, "rolling_window": 2},
         "eval": {"clevr_questions": 8, "batch_size": 2, "max_new_tokens": 8},
-        "report": {},
     }
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -201,7 +200,7 @@ def test_nan_loss_stops_training_and_keeps_the_checkpoint(world, tmp_path, monke
 
     monkeypatch.setattr(trainer_mod, "grpo_loss", nan_after_two_steps)
     out = tmp_path
-    with pytest.raises(trainer_mod.NonFiniteError, match="step 2: the loss is nan"):
+    with pytest.raises(trainer_mod.NonFiniteError, match="step 2: the loss is not finite"):
         train_stage.main(cfg, "default-stochastic-0", root / "base", root / "data", out / "model", out / "ckpt",
                          out / "live", out / "m.json")
     assert not (out / "model").exists()

@@ -68,7 +68,7 @@ def test_injection_rate_with_nonzero_final_rate() -> None:
 
 
 def test_params_reject_rates_outside_unit_interval() -> None:
-    with pytest.raises(ValueError, match=r"decay_initial_rate must be in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"decay_initial_rate = 1.5 is invalid: must be <= 1"):
         InjectionParams(decay_initial_rate=1.5)
 
 

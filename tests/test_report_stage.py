@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from stages import report
+from stages.analysis.curves import steps_to_reach
 from stages.config import load_config
-from stages.plots.figures import FIGURE_FILES
+from stages.plots.render import FIGURE_FILES
 
 
 def _write(path: Path, obj) -> None:
@@ -57,6 +58,10 @@ def test_report_renders_every_figure_and_table(tmp_path, repo_root):
     for heading in ("## Claims", "## Baseline", "## Learning speed", "## Transfer to SuperCLEVR", "## Complete results"):
         assert heading in text
     assert "14.5%" in text and "48%" in text  # the blog's numbers stand beside ours
+    # the two-phase claim's boundary: curves.steps_to_reach on the logged digit rate, in steps trained
+    digit = np.clip(0.15 + np.arange(60) / 40, 0, 1).tolist()
+    boundary = steps_to_reach(digit, 0.9, cfg.train.rolling_window)
+    assert boundary is not None and f"90% after {boundary} steps trained" in text
     assert summary["default.inject.superclevr_acc"] == 0.5
     assert summary["default.none.superclevr_acc"] == 0.6
     assert summary["r1v.base.clevr_acc"] == 0.1

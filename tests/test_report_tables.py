@@ -74,6 +74,40 @@ def test_formatting_helpers():
     assert rt.signal_chance(0.145, 8) == pytest.approx(0.7144, abs=1e-4)
 
 
+def test_injection_effect_range():
+    cells = pd.DataFrame({"prompt": "default", "arm": ["inject", "inject", "none", "none"],
+                          "strategy": ["stochastic", "stochastic", "none", "none"], "seed": [0, 1, 0, 1],
+                          "superclevr_acc": [0.30, 0.34, 0.46, 0.50]})
+    d, lo, hi = rt.injection_effect(cells, "default")
+    assert d == pytest.approx(-0.16)
+    assert lo == pytest.approx(0.30 - 0.50)
+    assert hi == pytest.approx(0.34 - 0.46)
+    assert all(math.isnan(v) for v in rt.injection_effect(cells, "r1v"))
+
+
+def test_speedup_and_better_arm():
+    cells = make_cells(seeds=(0, 1))
+    assert rt.speedup(cells, "default") == pytest.approx(325 / 155)
+    assert math.isnan(rt.speedup(cells.assign(steps_to_threshold=math.nan), "default"))
+    assert math.isnan(rt.speedup(cells, "other"))
+    assert rt.better_arm({"inject": 0.3, "none": 0.48}) == "none"
+    assert rt.better_arm({"inject": 0.75, "none": 0.72}) == "inject"
+    assert rt.better_arm({"inject": 0.5, "none": 0.5}) is None
+    assert rt.better_arm({"inject": 0.5}) is None
+
+
+def test_fmt_pct_short():
+    assert rt.fmt_pct_short([0.3]) == "30.0%"
+    assert rt.fmt_pct_short([0.3, 0.32]) == "31.0±1.4%"
+    assert rt.fmt_pct_short([]) == "not run"
+    assert rt.fmt_pct_short([math.nan]) == "n/a"
+
+
+def test_blog_steps_text():
+    assert rt.blog_steps_text("default").startswith("blog steps to 90%: injection ~600, no injection ~1,600")
+    assert rt.blog_steps_text("other") == "blog: no run with this prompt"
+
+
 def test_reward_table_matches_blog():
     pytest.importorskip("stages.grpo.rewards")
     rows = as_dicts(rt.reward_table())

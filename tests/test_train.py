@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,24 +105,81 @@ def test_checkpoint_fingerprint_follows_weights_bytes_and_source(world, tmp_path
     """A checkpoint is resumed only by the same params, base weights (content, not size) and trainer source."""
     import shutil
 
-    from stages.train import fingerprint
+    from stages.training.checkpoints import fingerprint
 
     root, cfg = world
     base = tmp_path / "base"
     shutil.copytree(root / "base", base)
     src = tmp_path / "src"
     (src / "grpo").mkdir(parents=True)
-    (src / "grpo" / "loss.py").write_text("x = 1\n")
-    fp = fingerprint(cfg, "default-none-0", base, src)
-    assert fingerprint(cfg, "default-none-0", base, src) == fp
-    assert fingerprint(cfg, "default-stochastic-0", base, src) != fp
-    assert fingerprint(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=2e-5)), "default-none-0",
-                       base, src) != fp
-    (src / "grpo" / "loss.py").write_text("x = 2\n")
-    assert fingerprint(cfg, "default-none-0", base, src) != fp
-    (src / "grpo" / "loss.py").write_text("x = 1\n")
+    loss = src / "grpo" / "loss.py"
+    loss.write_text("x = 1\n")
+    params = train_stage.trainer_params(cfg)
+
+    def fp(cell="default-none-0", params=params):
+        return fingerprint(params, cell, base, [loss], src)
+
+    first = fp()
+    assert fp() == first
+    assert fp("default-stochastic-0") != first
+    assert fp(params=train_stage.trainer_params(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=2e-5)))) != first
+    decay = dataclasses.replace(cfg.injection_params, decay_fraction=0.5)
+    assert fp(params=train_stage.trainer_params(dataclasses.replace(cfg, injection_params=decay))) != first
+    loss.write_text("x = 2\n")
+    assert fp() != first
+    loss.write_text("x = 1\n")
     weights = base / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1  # same size, other bytes
     weights.write_bytes(bytes(data))
-    assert fingerprint(cfg, "default-none-0", base, src) != fp
+    assert fp() != first
+
+
+def test_training_code_is_the_train_stage_closure_and_leaves_figures_out(repo_root):
+    """The fingerprint hashes what the train stage runs: the loss is in it, figures and tables are not, so
+    editing a figure leaves a killed run resuming from its checkpoint."""
+    from stages.training.checkpoints import training_sources
+
+    names = {p.relative_to(repo_root).as_posix() for p in training_sources()}
+    assert {"stages/train.py", "stages/training/loop.py", "stages/grpo/loss.py", "stages/vlm/qwen2vl.py"} <= names
+    assert not any(n.startswith(("stages/plots/", "stages/report")) or n == "stages/analysis/tables.py" for n in names)
+
+
+def test_figure_edit_keeps_resuming_and_loss_edit_restarts(world, tmp_path, monkeypatch):
+    """Kill a run, edit a figure module (a copy of the package), rerun: it resumes. Edit the loss: it restarts."""
+    import shutil
+
+    from stages.training import checkpoints
+
+    pkg = tmp_path / "pkg" / "stages"
+    shutil.copytree(repo_root_of(train_stage) / "stages", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    from stages.source_closure import import_closure
+
+    monkeypatch.setattr(checkpoints, "training_sources", lambda: import_closure("stages.train", pkg))
+    monkeypatch.setattr(checkpoints, "PACKAGE_DIR", pkg)
+    original = GRPOTrainer.train_step
+
+    def dies_at_step_3(self, step):
+        if step == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, step)
+
+    monkeypatch.setattr(GRPOTrainer, "train_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(world, tmp_path / "run")
+    monkeypatch.setattr(GRPOTrainer, "train_step", original)
+    figures = next((pkg / "plots").glob("*.py"))
+    figures.write_text(figures.read_text() + "\n# a figure tweak\n")
+    started = []
+    monkeypatch.setattr(GRPOTrainer, "train_step", lambda self, step: started.append(step) or original(self, step))
+    _run(world, tmp_path / "run")
+    assert started == [2, 3]  # resumed from the checkpoint at step 2
+
+    (pkg / "grpo" / "loss.py").write_text((pkg / "grpo" / "loss.py").read_text() + "\n# a loss change\n")
+    started.clear()
+    _run(world, tmp_path / "run")
+    assert started and started[0] == 0  # other training code: the finished checkpoint is not resumed
+
+
+def repo_root_of(module) -> Path:
+    return Path(module.__file__).resolve().parents[1]

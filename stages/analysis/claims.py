@@ -23,16 +23,18 @@ import numpy as np
 import pandas as pd
 
 from stages.analysis.blog_numbers import BLOG
+from stages.analysis.dynamics import two_phase_stats
 from stages.analysis.tables import (
     base_value,
     cell_values,
     fmt_pct,
     fmt_pp,
     fmt_steps,
+    injection_effect,
     md_table,
     pct,
-    rolling_curves,
     select,
+    speedup,
     summarize,
 )
 
@@ -144,47 +146,20 @@ def claim_sparse_signals(baseline: pd.DataFrame, cells: pd.DataFrame, threshold:
     return _row(claim, blog, ours, verdict, rule)
 
 
-def two_phase_stats(curves: pd.DataFrame, prompt: str = "default", arm: str = "none", window: int | None = None,
-                    level: float = 0.9) -> pd.DataFrame:
-    """Per seed: start digit rate, phase boundary, accuracy-given-digit at the boundary and at the end.
-
-    All from trailing rolling means. ``agd`` = rolling accuracy / rolling digit rate.
-    """
-    rows = select(curves, prompt, arm)
-    out = []
-    if rows.empty:
-        return pd.DataFrame(columns=["seed", "start_digit", "boundary", "acc_at", "agd_at", "acc_end", "agd_end"])
-    rolled = rolling_curves(rows, window)
-    for seed, df in rolled.groupby("seed"):
-        df = df.sort_values("step")
-        dig = df["digit_rate_roll"].to_numpy()
-        acc = df["accuracy_roll"].to_numpy()
-        valid = np.flatnonzero(~np.isnan(dig))
-        start = float(dig[valid[0]]) if valid.size else math.nan
-        hit = np.flatnonzero(dig >= level)
-        rec = {"seed": seed, "start_digit": start, "boundary": math.nan, "acc_at": math.nan, "agd_at": math.nan,
-               "acc_end": float(acc[-1]) if acc.size else math.nan,
-               "agd_end": float(acc[-1] / dig[-1]) if dig.size and dig[-1] > 0 else math.nan}
-        if hit.size:
-            i = hit[0]
-            rec.update(boundary=float(df["step"].iloc[i]), acc_at=float(acc[i]),
-                       agd_at=float(acc[i] / dig[i]) if dig[i] > 0 else math.nan)
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def claim_two_phases(curves: pd.DataFrame, window: int | None = None, level: float = 0.9,
+def claim_two_phases(curves: pd.DataFrame, window: int, level: float = 0.9,
                      min_gain: float = 0.10) -> dict[str, str]:
     claim = "Learning has two phases: format first, then accuracy (weak baseline, no injection)"
     blog = (f"phase 1 (steps 0-{BLOG.format_phase_end_step.text.strip('~')}): digit rate 14% -> ~100% with "
             f"accuracy flat; phase 2: accuracy {BLOG.phase2_accuracy.text}")
-    rule = (f"default prompt, no-injection curves, trailing rolling means; per seed: boundary = first step the "
-            f"rolling digit rate reaches {level:.0%}; accuracy given a digit (rolling accuracy / rolling digit "
+    rule = (f"default prompt, no-injection curves, trailing rolling means over {window} steps; per seed: boundary "
+            f"= steps trained when the rolling digit rate (full window) first reaches {level:.0%} (as the train "
+            f"metric steps_to_digit90); accuracy given a digit (rolling accuracy / rolling digit "
             f"rate) must rise by >= {min_gain * 100:.0f} pp from the boundary to the last step (accuracy learned "
-            f"after format), starting from a digit rate < 50%; a seed with a boundary and a smaller rise counts "
-            "against (format and accuracy learned together); reproduced if every seed supports, not reproduced "
-            "if every seed counts against, else inconclusive (incl. no boundary reached or no curves)")
-    stats = two_phase_stats(curves, window=window, level=level)
+            f"after format), starting from a digit rate < 50% (first full window); a seed with a boundary and a "
+            "smaller rise counts against (format and accuracy learned together); reproduced if every seed "
+            "supports, not reproduced if every seed counts against, else inconclusive (incl. no boundary reached "
+            "or no curves)")
+    stats = two_phase_stats(curves, window, level=level)
     if stats.empty:
         return _row(claim, blog, "no training curves for default / no injection", INCONCLUSIVE, rule)
     parts, votes = [], []
@@ -194,9 +169,9 @@ def claim_two_phases(curves: pd.DataFrame, window: int | None = None, level: flo
             votes.append(None)
             continue
         gain = r.agd_end - r.agd_at
-        parts.append(f"seed {r.seed}: digit rate {pct(r.start_digit)} -> {level:.0%} at step {r.boundary:.0f}, "
-                     f"accuracy there {pct(r.acc_at)} -> {pct(r.acc_end)} at the end; accuracy given a digit "
-                     f"{pct(r.agd_at)} -> {pct(r.agd_end)} ({fmt_pp(gain)})")
+        parts.append(f"seed {r.seed}: digit rate {pct(r.start_digit)} -> {level:.0%} after {r.boundary:.0f} "
+                     f"steps trained, accuracy there {pct(r.acc_at)} -> {pct(r.acc_end)} at the end; accuracy "
+                     f"given a digit {pct(r.agd_at)} -> {pct(r.agd_end)} ({fmt_pp(gain)})")
         if r.start_digit >= 0.5:
             votes.append(None)
         else:
@@ -222,10 +197,8 @@ def claim_injection_accelerates(cells: pd.DataFrame, threshold: float) -> dict[s
     inj = cell_values(cells, "default", "inject", "steps_to_threshold")
     none = cell_values(cells, "default", "none", "steps_to_threshold")
     v = compare(inj, none, censored=True)
-    si, sn = summarize(inj), summarize(none)
-    ratio = ""
-    if not si.empty and not sn.empty and si.mean > 0:
-        ratio = f"; speed-up {sn.mean / si.mean:.2f}x"
+    sp = speedup(cells, "default")
+    ratio = f"; speed-up {sp:.2f}x" if np.isfinite(sp) else ""
     ours = (f"steps to {threshold:.0%}: injection {fmt_steps(inj)} vs none {fmt_steps(none)}{ratio} {v.seeds}")
     return _row(claim, blog, ours, v.verdict, rule)
 
@@ -239,7 +212,7 @@ def claim_injection_hurts_transfer(cells: pd.DataFrame) -> dict[str, str]:
     inj = cell_values(cells, "default", "inject", "superclevr_acc")
     none = cell_values(cells, "default", "none", "superclevr_acc")
     v = compare(inj, none)
-    d = summarize(inj).mean - summarize(none).mean
+    d, _, _ = injection_effect(cells, "default")
     ours = f"SuperCLEVR: injection {fmt_pct(inj)} vs none {fmt_pct(none)} ({fmt_pp(d)}) {v.seeds}"
     return _row(claim, blog, ours, v.verdict, rule)
 
@@ -347,7 +320,7 @@ def claim_baseline_strength(cells: pd.DataFrame) -> dict[str, str]:
 
 
 def claims_table(baseline: pd.DataFrame, curves: pd.DataFrame, cells: pd.DataFrame, base_eval: pd.DataFrame,
-                 threshold: float, window: int | None = None) -> pd.DataFrame:
+                 threshold: float, window: int) -> pd.DataFrame:
     """All claims; columns ``claim, blog, ours, verdict, rule``; index ``key`` (a stable short name).
 
     ``base_eval`` is accepted for symmetry with the figures; the base model's digit rate comes from
@@ -359,7 +332,7 @@ def claims_table(baseline: pd.DataFrame, curves: pd.DataFrame, cells: pd.DataFra
     rows = {
         "baseline_prompts": claim_baseline(baseline),
         "sparse_signals": claim_sparse_signals(baseline, cells, threshold),
-        "two_phases": claim_two_phases(curves, window=window),
+        "two_phases": claim_two_phases(curves, window),
         "injection_accelerates": claim_injection_accelerates(cells, threshold),
         "injection_hurts_transfer": claim_injection_hurts_transfer(cells),
         "strong_baseline_transfers": claim_strong_baseline_transfers(cells),

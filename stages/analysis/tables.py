@@ -1,8 +1,9 @@
 """Markdown tables of the report: our measurements beside the blog's numbers.
 
 Pure functions: DataFrames in, GitHub-markdown strings out. The shared helpers at the
-top (aggregation over seeds, number formatting, rolling curves) are also used by
-``stages.plots.figures`` and ``stages.analysis.claims``.
+top (aggregation over seeds, injection effect, speed-up, number formatting) are also used
+by the figures (``stages.plots``) and ``stages.analysis.claims``; everything about the
+per-step curves (rolling means, phase boundary) is in ``stages.analysis.dynamics``.
 
 Input frames (see the report stage): ``baseline`` (prompt, digit_rate, accuracy,
 accuracy_given_digit, n), ``curves`` (prompt, arm, strategy, seed, step, digit_rate,
@@ -196,53 +197,58 @@ def n_seeds(cells: pd.DataFrame | None, prompt: str, arm: str) -> int:
     return len(select(cells, prompt, arm))
 
 
-def default_window(n_steps: int) -> int:
-    """Rolling window for noisy per-step curves: ~5% of the run, between 1 and 50."""
-    return int(min(50, max(1, round(n_steps / 20))))
+def injection_effect(cells: pd.DataFrame | None, prompt: str,
+                     column: str = "superclevr_acc") -> tuple[float, float, float]:
+    """(mean(inject) - mean(none), lowest, highest pairwise seed difference); NaNs when an arm is missing."""
+    inj = summarize(cell_values(cells, prompt, "inject", column))
+    none = summarize(cell_values(cells, prompt, "none", column))
+    if inj.empty or none.empty:
+        return math.nan, math.nan, math.nan
+    return inj.mean - none.mean, inj.lo - none.hi, inj.hi - none.lo
 
 
-def rolling_curves(curves: pd.DataFrame, window: int | None = None,
-                   columns: Sequence[str] = ("digit_rate", "accuracy", "mean_reward")) -> pd.DataFrame:
-    """Add ``<col>_roll``: trailing rolling mean per (prompt, arm, strategy, seed)."""
-    if curves is None or curves.empty:
-        return pd.DataFrame()
-    df = curves.sort_values([c for c in ("prompt", "arm", "strategy", "seed", "step") if c in curves]).copy()
-    if window is None:
-        window = default_window(int(df["step"].max()) + 1)
-    keys = [c for c in ("prompt", "arm", "strategy", "seed") if c in df]
-    min_periods = max(1, window // 2)
-    for col in columns:
-        if col in df:
-            df[f"{col}_roll"] = df.groupby(keys, sort=False)[col].transform(
-                lambda s: s.rolling(window, min_periods=min_periods).mean())
-    return df
-
-
-def mean_curve(rolled: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Across seeds per step: mean, min, max of ``column`` (columns step, mean, lo, hi, n)."""
-    if rolled.empty or column not in rolled:
-        return pd.DataFrame(columns=["step", "mean", "lo", "hi", "n"])
-    g = rolled.groupby("step")[column]
-    out = pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max(), "n": g.count()}).reset_index()
-    return out
-
-
-def first_step_at(curve: pd.DataFrame, level: float, column: str = "mean") -> float:
-    """First step where ``curve[column] >= level``; NaN when never."""
-    if curve.empty:
+def speedup(cells: pd.DataFrame | None, prompt: str) -> float:
+    """Mean steps to threshold without injection / with injection (seed means); NaN when either is missing."""
+    inj = summarize(cell_values(cells, prompt, "inject", "steps_to_threshold"))
+    none = summarize(cell_values(cells, prompt, "none", "steps_to_threshold"))
+    if inj.empty or none.empty or not inj.mean > 0:
         return math.nan
-    hit = curve[curve[column] >= level]
-    return float(hit["step"].iloc[0]) if len(hit) else math.nan
+    return none.mean / inj.mean
 
 
-def phase_boundary(curves: pd.DataFrame, prompt: str = "default", arm: str = "none",
-                   window: int | None = None, level: float = 0.9) -> float:
-    """Step where the seed-mean rolling digit rate first reaches ``level`` (NaN if never)."""
-    rows = select(curves, prompt, arm)
-    if rows.empty:
-        return math.nan
-    rolled = rolling_curves(rows, window)
-    return first_step_at(mean_curve(rolled, "digit_rate_roll"), level)
+def better_arm(values: dict[str, float]) -> str | None:
+    """The arm ("inject" / "none") with the higher value; None on a tie or a missing value."""
+    a, b = values.get("inject", math.nan), values.get("none", math.nan)
+    if not (np.isfinite(a) and np.isfinite(b)) or a == b:
+        return None
+    return "inject" if a > b else "none"
+
+
+def fmt_pct_short(values: Iterable[float]) -> str:
+    """'30.0%' for one seed, '30.0±1.4%' for several (std over seeds), 'not run' / 'n/a' without values."""
+    vals = list(values)
+    if not vals:
+        return NOT_RUN
+    s = summarize(vals)
+    if s.empty:
+        return "n/a"
+    return f"{s.mean * 100:.1f}%" if s.n == 1 else f"{s.mean * 100:.1f}±{s.std * 100:.1f}%"
+
+
+def blog_steps_text(prompt: str) -> str:
+    """The blog's steps to 90% per arm and speed-up for ``prompt`` (and the posts' other figures, if any)."""
+    inj, none = BLOG.arms.get((prompt, "inject")), BLOG.arms.get((prompt, "none"))
+    if inj is None or none is None:
+        return "blog: no run with this prompt"
+    line = f"blog steps to 90%: injection {inj.steps_to_90.text}, no injection {none.steps_to_90.text}"
+    sp = BLOG.speedup.get(prompt)
+    if sp is not None:
+        line += f"; speed-up {sp.display()}"
+    alts = [f"injection {v.alt}" for v in (inj.steps_to_90,) if v.alt]
+    alts += [f"no injection {v.alt}" for v in (none.steps_to_90,) if v.alt]
+    if alts:
+        line += "\nother figures in the posts: " + "; ".join(alts)
+    return line
 
 
 def md_escape(text: object) -> str:
@@ -351,13 +357,14 @@ def digit_rate_threshold_table(measured: dict[str, float]) -> str:
 
 
 def _speedup(cells: pd.DataFrame, prompt: str) -> str:
+    ratio = speedup(cells, prompt)
+    if np.isfinite(ratio):
+        return f"{ratio:.2f}x"
     inj = summarize(cell_values(cells, prompt, "inject", "steps_to_threshold"))
     none = summarize(cell_values(cells, prompt, "none", "steps_to_threshold"))
-    if inj.empty or none.empty:
-        if not inj.empty and none.n_missing:
-            return "none did not reach the threshold"
-        return "n/a"
-    return f"{none.mean / inj.mean:.2f}x" if inj.mean > 0 else "n/a"
+    if not inj.empty and none.empty and none.n_missing:
+        return "none did not reach the threshold"
+    return "n/a"
 
 
 def in_domain_table(cells: pd.DataFrame, threshold: float) -> str:
@@ -404,8 +411,7 @@ def cross_domain_table(cells: pd.DataFrame, base_eval: pd.DataFrame) -> str:
                 fmt_pct(cell_values(cells, prompt, arm, "superclevr_digit_rate")),
                 blog_text(blog.superclevr_digit_rate if blog else None),
             ])
-        diff = summarize(cell_values(cells, prompt, "inject", "superclevr_acc")).mean - \
-            summarize(cell_values(cells, prompt, "none", "superclevr_acc")).mean
+        diff, _, _ = injection_effect(cells, prompt)
         rows.append([PROMPT_LABELS.get(prompt, prompt), "injection − no injection", fmt_pp(diff),
                      blog_text(BLOG.injection_effect_superclevr.get(prompt)), "", ""])
     return md_table(["Prompt", "Model", "SuperCLEVR acc. (ours)", "SuperCLEVR acc. (blog)",

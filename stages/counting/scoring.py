@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from stages import prompts
 from stages.counting.questions import CountingExample
-from stages.grpo import count_reward, extract_answer
+from stages.grpo.rewards import count_reward, extract_answer
 from stages.vlm import qwen2vl as vlm
 
 

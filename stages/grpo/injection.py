@@ -25,24 +25,44 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+
+
+def _knob(default: float, **rules: float):
+    """A knob with its allowed range (min / max inclusive, gt exclusive): params.yaml is validated by these
+    same rules (stages.config), so a knob is declared here and nowhere else."""
+    return field(default=default, metadata=rules)
+
+
+def range_error(name: str, value: float, rules: dict) -> str | None:
+    """Why ``value`` breaks ``rules`` (a field's metadata), or None when it does not."""
+    if "min" in rules and value < rules["min"]:
+        return f"{name} = {value!r} is invalid: must be >= {rules['min']}"
+    if "max" in rules and value > rules["max"]:
+        return f"{name} = {value!r} is invalid: must be <= {rules['max']}"
+    if "gt" in rules and not value > rules["gt"]:
+        return f"{name} = {value!r} is invalid: must be > {rules['gt']}"
+    return None
 
 
 @dataclass(frozen=True)
 class InjectionParams:
-    """Knobs of the injection strategies (defaults are the blog's)."""
+    """Knobs of the injection strategies (defaults are the blog's); params.yaml section ``injection_params``."""
 
-    decay_initial_rate: float = 0.8  # blog get_injection_rate: initial_rate
-    decay_final_rate: float = 0.0  # blog get_injection_rate: final_rate
-    decay_fraction: float = 0.7  # decay over the first 70% of steps
-    adaptive_threshold: float = 0.9  # adaptive: switch off once rolling digit rate >= this
+    decay_initial_rate: float = _knob(0.8, min=0, max=1)  # blog get_injection_rate: initial_rate
+    decay_final_rate: float = _knob(0.0, min=0, max=1)  # blog get_injection_rate: final_rate
+    decay_fraction: float = _knob(0.7, gt=0, max=1)  # decay over the first 70% of steps
+    adaptive_threshold: float = _knob(0.9, min=0, max=1)  # adaptive: switch off once rolling digit rate >= this
 
     def __post_init__(self) -> None:
-        """Reject rates and fractions outside [0, 1] with a one-line message."""
-        for name in ("decay_initial_rate", "decay_final_rate", "decay_fraction", "adaptive_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"InjectionParams.{name} must be in [0, 1], got {value}")
+        """Reject knobs outside their range with a one-line message naming the knob."""
+        for f in fields(self):
+            problem = range_error(f.name, getattr(self, f.name), dict(f.metadata))
+            if problem:
+                raise ValueError(problem)
+        if self.decay_final_rate > self.decay_initial_rate:
+            raise ValueError(f"decay_final_rate = {self.decay_final_rate} is invalid: must be <= decay_initial_rate "
+                             f"({self.decay_initial_rate})")
 
 
 @dataclass(frozen=True)

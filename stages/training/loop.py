@@ -12,35 +12,37 @@ One step:
 
 Everything random in a step is seeded from (seed, step), so a run resumed from a checkpoint replays exactly
 what an uninterrupted run would have done.  The loop runs under Accelerate: one CPU, one GPU, or several
-processes with ``accelerate launch`` (each takes B / world prompts; DDP averages the gradients).
+processes with ``accelerate launch`` or ``torchrun`` (each takes B / world prompts; DDP averages the
+gradients). Every rank takes the same branches around ``backward()`` (the decisions are all-reduced), since a
+rank that skipped an update would leave the others waiting in the gradient all-reduce for good.
+
+Precision: the policy's weights and AdamW state are always fp32 (``train.precision`` fp32 or bf16-mixed, where
+forwards run under bf16 autocast): an AdamW step of lr 1e-5 on bf16 weights rounds away.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from stages import prompts
-from stages.config import TrainParams
 from stages.counting.questions import CountingExample
-from stages.grpo import (
-    GroupContext,
-    InjectionParams,
-    choose_injected,
-    count_reward,
-    frac_zero_std_groups,
-    group_advantages,
-    grpo_loss,
-    k3_kl,
-    masked_mean,
-)
+from stages.grpo.advantages import frac_zero_std_groups, group_advantages
+from stages.grpo.injection import GroupContext, InjectionParams, apply_injection, choose_injected
+from stages.grpo.loss import grpo_loss, k3_kl
+from stages.grpo.rewards import count_reward
 from stages.vlm import qwen2vl as vlm
+
+if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
+    from stages.config import TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,30 @@ def merge_completions(gen_ids: torch.Tensor, gen_mask: torch.Tensor, rows: list[
 
 
 @dataclass
+class Samples:
+    """What the policy generated for this process's B prompts x G rows, and what it earned."""
+
+    completion_ids: torch.Tensor  # (N, T)
+    completion_mask: torch.Tensor  # (N, T)
+    logprobs: torch.Tensor  # (N, T) old-policy log-probs, from the generation pass
+    texts: list[str]  # (N,)
+    rewards: list[int]  # (N,)
+
+
+@dataclass
+class Injected:
+    """The step's completions after guidance injection (row order unchanged)."""
+
+    texts: list[str]  # (N,)
+    rewards: list[int]  # (N,)
+    is_injected: list[bool]  # (N,)
+
+    @property
+    def rows(self) -> list[int]:
+        return [row for row, flag in enumerate(self.is_injected) if flag]
+
+
+@dataclass
 class Rollout:
     """One step's experience, N = B*G rows (this process's share)."""
 
@@ -113,9 +139,13 @@ class Rollout:
 
 class GRPOTrainer:
     def __init__(self, model, ref_model, processor, examples: list[CountingExample], style: str, strategy: str,
-                 params: TrainParams, seed: int, accelerator=None):
+                 params: TrainParams, injection: InjectionParams, seed: int, accelerator=None):
         from accelerate import Accelerator
 
+        not_fp32 = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
+        if not_fp32:
+            raise ValueError(f"the policy's trainable weights are {', '.join(not_fp32)}: load them in float32 "
+                             "(train.precision bf16-mixed computes in bf16 and keeps fp32 master weights)")
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.p = params
         self.style = style
@@ -129,10 +159,7 @@ class GRPOTrainer:
         self.model, self.opt = self.acc.prepare(model, opt)
         self.gen_config = vlm.sampling_config(self.tok, max_new_tokens=params.max_new_tokens,
                                               temperature=params.temperature, top_p=params.top_p)
-        self.injection_params = InjectionParams(
-            decay_initial_rate=params.decay_initial_rate, decay_final_rate=params.decay_final_rate,
-            decay_fraction=params.decay_fraction, adaptive_threshold=params.adaptive_threshold,
-        )
+        self.injection_params = injection
         self.digit_history: deque[float] = deque(maxlen=params.rolling_window)
         self.timer = PhaseTimer()
         if params.prompts_per_step % self.acc.num_processes:
@@ -142,6 +169,17 @@ class GRPOTrainer:
     @property
     def policy(self):
         return self.acc.unwrap_model(self.model)
+
+    def compute(self):
+        """The forward passes' precision: bf16 autocast under bf16-mixed (weights stay fp32), else nothing."""
+        return torch.autocast(self.acc.device.type, dtype=torch.bfloat16, enabled=self.p.precision == "bf16-mixed")
+
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on at least one (one all-reduce; the same answer everywhere)."""
+        if self.acc.num_processes == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.acc.device)
+        return bool(self.acc.reduce(t, reduction="sum").item() > 0)
 
     # ------------------------------------------------------------------------------------------------------
     def sample_prompts(self, step: int) -> list[tuple[int, CountingExample]]:
@@ -155,93 +193,125 @@ class GRPOTrainer:
         positions = range(self.acc.process_index, len(chosen), self.acc.num_processes)
         return [(pos, self.examples[chosen[pos]]) for pos in positions]
 
-    def collect(self, step: int) -> Rollout:
+    def encode(self, mine: list[tuple[int, CountingExample]]) -> dict:
+        """The B prompts in the cell's style with their images, left-padded, not expanded to rows."""
+        texts = [vlm.chat_prompt(self.processor, prompts.build_messages(self.style, ex.question)) for _, ex in mine]
+        return dict(vlm.encode_prompts(self.processor, [ex.image for _, ex in mine], texts))
+
+    def generate(self, batch: dict, mine: list[tuple[int, CountingExample]], step: int) -> Samples:
+        """G completions per prompt, each row sampled from its own seeded generator, scored."""
         G = self.p.group_size
-        mine = self.sample_prompts(step)
-        exs = [ex for _, ex in mine]
-        texts = [vlm.chat_prompt(self.processor, prompts.build_messages(self.style, ex.question)) for ex in exs]
-        batch = dict(vlm.encode_prompts(self.processor, [ex.image for ex in exs], texts))
         row_seeds = [step_seed(self.seed, step, 1000 + pos * G + i) for pos, _ in mine for i in range(G)]
         policy = self.policy
         policy.eval()
-        with self.timer("generation"):
+        with self.timer("generation"), self.compute():
             gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True,
                                row_seeds=row_seeds, group_size=G)
-        policy_rewards = [count_reward(t, ex.answer) for t, ex in zip(gen.texts, [e for e in exs for _ in range(G)], strict=True)]
+        truths = [ex.answer for _, ex in mine for _ in range(G)]
+        rewards = [count_reward(text, truth) for text, truth in zip(gen.texts, truths, strict=True)]
+        return Samples(gen.completion_ids, gen.completion_mask, gen.logprobs, gen.texts, rewards)
 
-        # guidance injection, group by group
+    def inject(self, samples: Samples, mine: list[tuple[int, CountingExample]], step: int) -> Injected:
+        """Guidance injection, group by group: the strategy picks rows, :func:`apply_injection` replaces them."""
+        G = self.p.group_size
         rolling = sum(self.digit_history) / len(self.digit_history) if self.digit_history else 0.0
-        rows, inj_texts = [], []
+        texts, rewards, flags = [], [], []
         for g, (pos, ex) in enumerate(mine):
-            rng = random.Random(step_seed(self.seed, step, 100_000 + pos))
-            group_rewards = tuple(policy_rewards[g * G : (g + 1) * G])
-            ctx = GroupContext(step=step, total_steps=self.p.steps, group_size=G, rewards=group_rewards,
-                               rolling_digit_rate=rolling)
-            for i in choose_injected(self.strategy, ctx, self.injection_params, rng):
-                rows.append(g * G + i)
-                inj_texts.append(prompts.injected_completion(self.style, ex.answer))
-        texts_out = list(gen.texts)
-        rewards = list(policy_rewards)
-        is_injected = [False] * len(texts_out)
-        completion_ids, completion_mask, old_logp = gen.completion_ids, gen.completion_mask, gen.logprobs
-        if rows:
-            inj_ids, inj_mask = vlm.tokenize_completions(self.tok, inj_texts)
-            completion_ids, completion_mask = merge_completions(
-                gen.completion_ids, gen.completion_mask, rows, inj_ids, inj_mask, self.tok.pad_token_id)
-            old = torch.zeros(completion_ids.shape, dtype=torch.float32)
-            old[:, : gen.logprobs.shape[1]] = gen.logprobs
-            with torch.no_grad(), self.timer("injected_forward"):
-                inj_logp = vlm.completion_logprobs(policy, batch, completion_ids[rows], completion_mask[rows],
-                                                   group_size=G, rows=rows)
-            old[rows] = inj_logp.float().cpu()
-            old_logp = old.masked_fill(~completion_mask, 0.0)
-            for row, text in zip(rows, inj_texts, strict=True):
-                texts_out[row] = text
-                is_injected[row] = True
-                rewards[row] = count_reward(text, exs[row // G].answer)
+            group = slice(g * G, (g + 1) * G)
+            ctx = GroupContext(step=step, total_steps=self.p.steps, group_size=G,
+                               rewards=tuple(samples.rewards[group]), rolling_digit_rate=rolling)
+            rows = choose_injected(self.strategy, ctx, self.injection_params,
+                                   random.Random(step_seed(self.seed, step, 100_000 + pos)))
+            t, r, f = apply_injection(samples.texts[group], samples.rewards[group], rows,
+                                      prompts.injected_completion(self.style, ex.answer),
+                                      functools.partial(count_reward, truth=ex.answer))
+            texts += t
+            rewards += r
+            flags += f
+        return Injected(texts, rewards, flags)
 
-        ref_logp = None
-        if self.ref_model is not None and (self.p.kl_coef > 0 or step % self.p.kl_log_every == 0):
-            with torch.no_grad(), self.timer("reference_forward"):
-                ref_logp = vlm.completion_logprobs(self.ref_model, batch, completion_ids, completion_mask,
-                                                   group_size=G).float().cpu()
-        advantages = group_advantages(torch.tensor(rewards, dtype=torch.float32), G)
-        return Rollout(batch, completion_ids, completion_mask, old_logp, ref_logp, advantages, rewards,
-                       policy_rewards, is_injected, texts_out)
+    def completions(self, batch: dict, samples: Samples, injected: Injected) -> tuple[torch.Tensor, ...]:
+        """Token ids (N, T), mask (N, T) and old-policy log-probs (N, T) of the completions after injection.
+
+        Injected rows were not sampled by the policy, so their old log-probs come from a no-grad forward.
+        """
+        rows = injected.rows
+        if not rows:
+            return samples.completion_ids, samples.completion_mask, samples.logprobs
+        inj_ids, inj_mask = vlm.tokenize_completions(self.tok, [injected.texts[r] for r in rows])
+        ids, mask = merge_completions(samples.completion_ids, samples.completion_mask, rows, inj_ids, inj_mask,
+                                      self.tok.pad_token_id)
+        old = torch.zeros(ids.shape, dtype=torch.float32)
+        old[:, : samples.logprobs.shape[1]] = samples.logprobs
+        with torch.no_grad(), self.timer("injected_forward"), self.compute():
+            old[rows] = vlm.completion_logprobs(self.policy, batch, ids[rows], mask[rows], group_size=self.p.group_size,
+                                                rows=rows).float().cpu()
+        return ids, mask, old.masked_fill(~mask, 0.0)
+
+    def reference_logprobs(self, batch: dict, ids: torch.Tensor, mask: torch.Tensor, step: int) -> torch.Tensor | None:
+        """Log-probs under the frozen base model, when the KL enters the loss or is logged this step."""
+        if self.ref_model is None or not (self.p.kl_coef > 0 or step % self.p.kl_log_every == 0):
+            return None
+        with torch.no_grad(), self.timer("reference_forward"), self.compute():
+            return vlm.completion_logprobs(self.ref_model, batch, ids, mask, group_size=self.p.group_size).float().cpu()
+
+    def collect(self, step: int) -> Rollout:
+        mine = self.sample_prompts(step)
+        batch = self.encode(mine)
+        samples = self.generate(batch, mine, step)
+        injected = self.inject(samples, mine, step)
+        ids, mask, old_logp = self.completions(batch, samples, injected)
+        ref_logp = self.reference_logprobs(batch, ids, mask, step)
+        advantages = group_advantages(torch.tensor(injected.rewards, dtype=torch.float32), self.p.group_size)
+        return Rollout(batch, ids, mask, old_logp, ref_logp, advantages, injected.rewards, samples.rewards,
+                       injected.is_injected, injected.texts)
 
     # ------------------------------------------------------------------------------------------------------
     def update(self, ro: Rollout, step: int) -> dict[str, float]:
-        """``epochs`` clipped passes over the rollout, one optimizer step each."""
+        """``epochs`` clipped passes over the rollout, one optimizer step each.
+
+        Whether there is anything to learn is decided over all ranks: a rank whose groups are all constant
+        still runs its passes (its loss is zero, its gradient zero) while any other rank has a signal.
+        """
         mult = lr_multiplier(step, self.p.steps, self.p.warmup_frac)
         for group in self.opt.param_groups:
             group["lr"] = self.p.lr * mult
+        if not self.any_rank(bool((ro.advantages != 0).any()) or self.p.kl_coef > 0):
+            return {"skipped_update": 1.0, "lr": self.p.lr * mult}  # every group on every rank constant
         stats = {"clip_frac": [], "grad_norm": [], "loss": [], "ratio_mean": []}
-        if not bool((ro.advantages != 0).any()) and self.p.kl_coef == 0:
-            return {"skipped_update": 1.0, "lr": self.p.lr * mult}  # every group constant: nothing to learn
         self.model.train()
         dev = self.acc.device
         for _ in range(self.p.epochs):
             with self.timer("train_forward_backward"):
-                logp = vlm.completion_logprobs(self.model, ro.batch, ro.completion_ids, ro.completion_mask,
-                                               group_size=self.p.group_size)
+                with self.compute():
+                    logp = vlm.completion_logprobs(self.model, ro.batch, ro.completion_ids, ro.completion_mask,
+                                                   group_size=self.p.group_size)
                 ref = None if ro.ref_logp is None or self.p.kl_coef == 0 else ro.ref_logp.to(dev)
-                loss, st = grpo_loss(logp, ro.old_logp.to(dev), ro.advantages.to(dev), ro.completion_mask.to(dev),
-                                     clip_eps=self.p.clip_eps, ref_logp=ref, kl_coef=self.p.kl_coef)
-                if not torch.isfinite(loss):
-                    raise NonFiniteError(f"step {step}: the loss is {loss.item()}; stopping (the last checkpoint is intact)")
+                loss, st = grpo_loss(logp.float(), ro.old_logp.to(dev), ro.advantages.to(dev),
+                                     ro.completion_mask.to(dev), clip_eps=self.p.clip_eps, ref_logp=ref,
+                                     kl_coef=self.p.kl_coef)
+                if self.any_rank(not bool(torch.isfinite(loss))):
+                    raise NonFiniteError(f"step {step}: the loss is not finite ({loss.item()} on this rank); "
+                                         "stopping (the last checkpoint is intact)")
                 self.opt.zero_grad(set_to_none=True)
                 self.acc.backward(loss)
             with self.timer("optimizer"):
                 norm = self.acc.clip_grad_norm_(self.model.parameters(), self.p.max_grad_norm)
-                if not torch.isfinite(norm):
+                if not torch.isfinite(norm):  # the gradients are all-reduced: every rank sees the same norm
                     raise NonFiniteError(f"step {step}: the gradient norm is {float(norm)}; stopping (the last checkpoint is intact)")
                 self.opt.step()
             stats["grad_norm"].append(float(norm))
             for k in ("clip_frac", "loss", "ratio_mean"):
                 stats[k].append(float(st[k]))
-        out = {k: sum(v) / len(v) for k, v in stats.items()}
+        out = {k: self.mean_over_ranks(sum(v) / len(v)) for k, v in stats.items()}
         out.update(skipped_update=0.0, lr=self.p.lr * mult)
         return out
+
+    def mean_over_ranks(self, value: float) -> float:
+        """The mean of a per-rank value over ranks (every rank holds as many rows, so this is the global mean)."""
+        if self.acc.num_processes == 1:
+            return value
+        return float(self.acc.reduce(torch.tensor([value], device=self.acc.device), reduction="mean").item())
 
     # ------------------------------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
@@ -249,24 +319,30 @@ class GRPOTrainer:
         ro = self.collect(step)
         upd = self.update(ro, step)
         G = self.p.group_size
-        pol = torch.tensor(ro.policy_rewards, dtype=torch.float32)
-        allr = torch.tensor(ro.rewards, dtype=torch.float32)
-        gathered = self.acc.gather_for_metrics(torch.stack([pol, allr], dim=1).to(self.acc.device)).cpu()
-        pol, allr = gathered[:, 0], gathered[:, 1]
+        # per row, gathered over ranks: policy reward, reward after injection, injected?, length, KL sum (N, 5)
+        per_row = torch.stack([
+            torch.tensor(ro.policy_rewards, dtype=torch.float32),
+            torch.tensor(ro.rewards, dtype=torch.float32),
+            torch.tensor(ro.is_injected, dtype=torch.float32),
+            ro.completion_mask.sum(1).float(),
+            _row_kl_sums(ro),
+        ], dim=1)
+        rows = self.acc.gather(per_row.to(self.acc.device)).cpu()
+        pol, allr, injected, lengths, kl_sums = rows.unbind(1)
         digit_rate = float((pol != -1).float().mean())
         self.digit_history.append(digit_rate)
-        policy_rows = [i for i, inj in enumerate(ro.is_injected) if not inj]
-        lengths = ro.completion_mask.sum(1).float()
+        own = injected == 0
         rec = {
             "step": step,
             "mean_reward": float(allr.mean()),
             "policy_reward": float(pol.mean()),
             "digit_rate": digit_rate,
             "accuracy": float((pol == 1).float().mean()),
-            "injected_frac": sum(ro.is_injected) / len(ro.is_injected),
+            "injected_frac": float(injected.mean()),
             "frac_reward_zero_std": frac_zero_std_groups(allr, G),
-            "completion_length": float(lengths[policy_rows].mean()) if policy_rows else 0.0,
-            "kl": _masked_kl(ro),
+            "completion_length": float(lengths[own].mean()) if bool(own.any()) else 0.0,
+            # mean k3 KL over completion tokens at sampling time (NaN when not measured this step)
+            "kl": float(kl_sums.sum() / lengths.sum()) if ro.ref_logp is not None else float("nan"),
             **upd,
             "seconds_per_step": time.perf_counter() - t0,
         }
@@ -274,8 +350,8 @@ class GRPOTrainer:
         return rec
 
 
-def _masked_kl(ro: Rollout) -> float:
-    """Mean k3 KL(policy || reference) over completion tokens, at sampling time; NaN when not measured."""
+def _row_kl_sums(ro: Rollout) -> torch.Tensor:
+    """Per row, the sum over completion tokens of k3 KL(policy || reference) at sampling time; zeros if unmeasured."""
     if ro.ref_logp is None:
-        return float("nan")
-    return float(masked_mean(k3_kl(ro.old_logp, ro.ref_logp), ro.completion_mask))
+        return torch.zeros(len(ro.rewards))
+    return (k3_kl(ro.old_logp, ro.ref_logp) * ro.completion_mask).sum(1).float()

@@ -106,6 +106,8 @@ def test_two_processes_equal_one(world, tmp_path, arm):
     moved = max((wa[k] - base[k]).abs().max().item() for k in wa)
     assert moved > 1e-3  # training did move the weights (3 steps x 2 epochs at lr 1e-3)
     for k in wa:
-        # gradients summed in another order (all-reduce) differ by float rounding; AdamW turns that into
-        # differences far below one step's size (lr 1e-3)
-        torch.testing.assert_close(wa[k], wb[k], atol=1e-4, rtol=1e-3)
+        # gradients summed in another order (all-reduce) differ by float rounding, which AdamW can blow up to a
+        # good part of lr on a weight whose gradient is near zero (m / sqrt(v) of two tiny numbers): compare
+        # each tensor's disagreement with how far training moved it
+        moved_k = (wa[k] - base[k]).norm()
+        assert (wa[k] - wb[k]).norm() <= 0.05 * moved_k + 1e-6, k

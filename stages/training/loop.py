@@ -303,15 +303,19 @@ class GRPOTrainer:
             stats["grad_norm"].append(float(norm))
             for k in ("clip_frac", "loss", "ratio_mean"):
                 stats[k].append(float(st[k]))
-        out = {k: self.mean_over_ranks(sum(v) / len(v)) for k, v in stats.items()}
+        # the loss is a mean over rows (every rank holds as many), clip_frac and ratio_mean means over tokens
+        tokens = float(ro.completion_mask.sum())
+        weights = {"loss": 1.0, "grad_norm": 1.0, "clip_frac": tokens, "ratio_mean": tokens}
+        out = {k: self.mean_over_ranks(sum(v) / len(v), weights[k]) for k, v in stats.items()}
         out.update(skipped_update=0.0, lr=self.p.lr * mult)
         return out
 
-    def mean_over_ranks(self, value: float) -> float:
-        """The mean of a per-rank value over ranks (every rank holds as many rows, so this is the global mean)."""
+    def mean_over_ranks(self, value: float, weight: float = 1.0) -> float:
+        """The ``weight``-weighted mean over ranks of a per-rank mean: the mean over the whole global batch."""
         if self.acc.num_processes == 1:
             return value
-        return float(self.acc.reduce(torch.tensor([value], device=self.acc.device), reduction="mean").item())
+        sums = self.acc.reduce(torch.tensor([value * weight, weight], device=self.acc.device), reduction="sum")
+        return float(sums[0] / sums[1])
 
     # ------------------------------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:

@@ -66,7 +66,7 @@ class FetchModelParams:
 
     hub_id: str = "Qwen/Qwen2-VL-2B-Instruct"
     seed: int = _f(0, min=0)
-    # tiny architecture (design.md: a configuration that trains on 2 cores)
+    # tiny architecture: a configuration that trains on 2 CPU cores (vision hidden = text hidden; mrope sums to head_dim/2)
     vocab_size: int = _f(1024, min=300)
     text_hidden: int = _f(128, min=16)
     text_layers: int = _f(2, min=1)

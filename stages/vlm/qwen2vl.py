@@ -3,7 +3,7 @@
 Both profiles go through these functions: the mini profile's tiny model is a real
 ``Qwen2VLForConditionalGeneration`` saved with ``save_pretrained``, so one loader serves the hub model too.
 
-Traps handled here (each reproduced on these machines, see design.md):
+Traps handled here (each reproduced on transformers 5.23, torch 2.13, and tested in tests/test_vlm.py):
 - a forward with ``image_grid_thw`` needs ``mm_token_type_ids``; completion tokens get zeros;
 - expanding a prompt to its group repeats each image's own block of patches (a plain
   ``pixel_values.repeat`` silently pairs the wrong images);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs the project into it. Safe to run again: it only adds what is missing.
+# Creates .venv (if missing) and installs the project into it at the exact versions of requirements.lock (those
+# that produced the committed results). Safe to run again: it only adds what is missing or changed.
 # torch is installed first, pinned to the CPU build that these machines provide, unless a torch is importable.
+# To upgrade the lock: scripts/lock.sh (see README, "Environment").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -11,8 +13,12 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch==2.13.0 (CPU)"
   pip install -q "torch==2.13.0"
 fi
-if ! python -c "import stages, dvc, pytest, hypothesis" >/dev/null 2>&1 || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "setup: installing the project and its dependencies into .venv"
-  pip install -q -e ".[dev]"
+if ! python -c "import stages, dvc, pytest, hypothesis" >/dev/null 2>&1 || [ pyproject.toml -nt .venv/.installed ] \
+   || [ requirements.lock -nt .venv/.installed ]; then
+  echo "setup: installing requirements.lock and the project into .venv"
+  pip install -q -r requirements.lock
+  pip install -q --no-deps -e .
   touch .venv/.installed
 fi
+# `dvc plots show` pages that render without network (vega inlined from npm; optional)
+bash scripts/offline_plots.sh || echo "setup: no offline plot template; dvc plots pages will load vega from a CDN"

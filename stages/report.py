@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from stages.analysis import claims
+from stages.analysis import claims, dynamics
 from stages.analysis import tables as report_tables
 from stages.cells import cell_name
+from stages.environment import environment_markdown
 from stages.io import atomic_dir, atomic_write_text, read_json, write_json
 from stages.plots import render
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 CURVE_KEYS = {"digit_rate": "charts/digit_rate", "accuracy": "charts/accuracy", "mean_reward": "charts/mean_reward",
               "injected_frac": "charts/injected_frac"}
+
+
+PLOT_COLUMNS = ("accuracy", "digit_rate", "mean_reward", "injected_frac")
 
 
 def grid(cfg: Config) -> list[tuple[str, str, int]]:
@@ -125,7 +129,20 @@ def flat_summary(cells: pd.DataFrame, base_eval: pd.DataFrame, baseline: pd.Data
     for row in baseline.itertuples() if len(baseline) else []:
         out[f"{row.prompt}.baseline.digit_rate"] = round(float(row.digit_rate), 4)
         out[f"{row.prompt}.baseline.accuracy"] = round(float(row.accuracy), 4)
-    return out
+    return headline_first(out)
+
+
+HEADLINE = ("steps_to_threshold", "superclevr_acc", "clevr_acc")  # the blog's results table, per trained role
+
+
+def headline_first(summary: dict[str, float]) -> dict[str, float]:
+    """The trained roles' headline numbers first (``dvc exp show`` keeps this order), then the rest sorted."""
+    def rank(key: str) -> tuple:
+        prompt, role, metric = key.split(".", 2)
+        headline = role in ("inject", "none") and metric in HEADLINE
+        return (not headline, HEADLINE.index(metric) if headline else 0, prompt, role, metric)
+
+    return {k: summary[k] for k in sorted(summary, key=rank)}
 
 
 def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding: dict | None) -> str:
@@ -165,6 +182,7 @@ def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding
         fig("results_summary_bar", "Figure 9: SuperCLEVR accuracy by configuration"),
         report_tables.complete_results_table(cells, base_eval), "",
         fig("key_takeaway", "Figure 10: the mechanism, with our measurements"),
+        "## Environment", "", environment_markdown(), "",
     ]
     return "\n".join(parts) + "\n"
 
@@ -179,11 +197,15 @@ def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_
     window = cfg.train.rolling_window
     claims_df = claims.claims_table(baseline, curves, cells, base_eval, thr, window=window)
     decoding = (_json(metrics_dir / "baseline.json") or {}).get("decoding")
+    with atomic_dir(out_dir / "plots") as tmp:  # the curves `dvc plots show/diff` draw (dvc.yaml, plots:)
+        for column in PLOT_COLUMNS:
+            dynamics.role_curves(curves, column, window).to_csv(tmp / f"{column}.csv", index=False,
+                                                                float_format="%.4f")
     with atomic_dir(out_dir / "figures") as tmp:
         render.render_all(baseline, curves, cells, base_eval, thr, tmp, window=window,
                           group_size=cfg.train.group_size)
     atomic_write_text(out_dir / "report.md", report_markdown(cfg, baseline, cells, base_eval, claims_df, decoding))
     summary = flat_summary(cells, base_eval, baseline)
-    write_json(summary_path, summary)
+    write_json(summary_path, summary, sort_keys=False)  # headline first
     log.info("report: %d cells, %d claims -> %s", len(cells), len(claims_df), out_dir / "report.md")
     return summary

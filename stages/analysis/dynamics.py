@@ -170,3 +170,24 @@ def two_phase_stats(curves: pd.DataFrame | None, window: int, prompt: str = "def
             rec.update(acc_at=float(acc[i]), agd_at=float(acc[i] / dig[i]) if dig[i] > 0 else math.nan)
         out.append(rec)
     return pd.DataFrame(out, columns=TWO_PHASE_COLUMNS)
+
+
+PLOT_ROLES: tuple[str, ...] = ("default-none", "default-inject", "r1v-none", "r1v-inject")
+
+
+def role_curves(curves: pd.DataFrame | None, column: str, window: int) -> pd.DataFrame:
+    """One column per role (``PROMPT-none`` / ``PROMPT-inject``, whatever the strategy), the mean over seeds of
+    the per-seed rolling ``column``, by ``step`` (= steps trained). The layout `dvc plots` reads: fixed column
+    names, so two experiments with other strategies or seeds compare line by line. Roles not run stay empty."""
+    out = pd.DataFrame({"step": pd.Series(dtype=int)})
+    rolled = rolling_curves(curves, window, columns=(column,))
+    for role in PLOT_ROLES:
+        prompt, arm = role.split("-")
+        rows = rolled[(rolled["prompt"] == prompt) & (rolled["arm"] == arm)] if not rolled.empty else rolled
+        mean = mean_curve(rows, f"{column}_roll")[["steps_trained", "mean"]].rename(
+            columns={"steps_trained": "step", "mean": role})
+        out = out.merge(mean, on="step", how="outer")
+    for role in PLOT_ROLES:
+        if role not in out:
+            out[role] = np.nan
+    return out.sort_values("step")[["step", *PLOT_ROLES]].reset_index(drop=True)

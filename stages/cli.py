@@ -135,7 +135,9 @@ def fetch_model(
 
 @app.command("train")
 def train(
-    cell: Annotated[str, typer.Argument(help="The grid cell PROMPT-ARM-SEED, e.g. default-stochastic-0.")],
+    cell: Annotated[str, typer.Argument(help="The grid cell PROMPT-ROLE-SEED, e.g. default-inject-0 (role: none, inject).")],
+    strategy: Annotated[str | None, typer.Option(help="The injection strategy of an inject cell (params `injection`): "
+                                                       "stochastic, ensure_one, decay, adaptive.")] = None,
     base: BaseOpt = Path("models/base"),
     data: DataOpt = Path("data/datasets"),
     out: Annotated[Path, typer.Option(help="Directory for the trained model.")] = Path("models/cell"),
@@ -144,22 +146,24 @@ def train(
     metrics: Annotated[Path, typer.Option(help="Summary metrics JSON (steps to threshold, time).")] = Path("metrics/train/cell.json"),
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Stage train@CELL. Reads params train.*, the base model and CLEVR's train split; writes OUT, LIVE, METRICS.
+    """Stages train_none@PROMPT-SEED, train_inject@PROMPT-SEED. Reads params train.*, injection_params.*, the base
+    model and CLEVR's train split; writes OUT, LIVE, METRICS.
 
-    GRPO with the cell's prompt style and injection arm ('none' or a strategy), resuming from CHECKPOINTS when
-    a matching checkpoint is there. For several processes: `torchrun --nproc_per_node N -m stages.cli train ...`.
+    GRPO with the cell's prompt style, without injection (role none) or with STRATEGY (role inject), resuming from
+    CHECKPOINTS when a matching checkpoint is there. Several processes: `accelerate launch --num_processes N -m
+    stages.cli train ...` (or torchrun).
     """
     cfg = _config(params)
-    from stages.cells import CellError, parse_cell
+    from stages.cells import CellError, cell_strategy, parse_cell
 
     try:
-        parse_cell(cell)
+        strategy = cell_strategy(parse_cell(cell)[1], strategy)
     except CellError as err:
         _fail(str(err), 2)
     _setup()
     stage = _stage("train")
 
-    summary = _run(stage.main, cfg, cell, base, data, out, checkpoints, live, metrics)
+    summary = _run(stage.main, cfg, cell, strategy, base, data, out, checkpoints, live, metrics)
     log.info("%s: %s", cell, summary)
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from stages.analysis import claims, dynamics
 from stages.analysis import tables as report_tables
-from stages.cells import cell_name
+from stages.cells import ROLES, cell_name
 from stages.environment import environment_markdown
 from stages.io import atomic_dir, atomic_write_text, read_json, write_json
 from stages.plots import render
@@ -35,8 +35,14 @@ PLOT_COLUMNS = ("accuracy", "digit_rate", "mean_reward", "injected_frac")
 
 
 def grid(cfg: Config) -> list[tuple[str, str, int]]:
-    """The cells of the study: prompt x {none, injection} x seed."""
-    return [(p, a, s) for p in cfg.prompt_styles for a in ("none", cfg.injection) for s in cfg.seeds]
+    """The cells of the study: prompt x role (none, inject) x seed. Only these are read: outputs named by role
+    are rewritten by every experiment, so nothing an earlier one left can slip into the report."""
+    return [(p, role, s) for p in cfg.prompt_styles for role in ROLES for s in cfg.seeds]
+
+
+def _strategy(role: str, train: dict | None, cfg: Config) -> str:
+    """The strategy an inject cell trained with (its metrics record it), else params `injection`."""
+    return "none" if role == "none" else (train or {}).get("strategy", cfg.injection)
 
 
 def _json(path: Path) -> dict | None:
@@ -51,7 +57,7 @@ def load_baseline(metrics_dir: Path) -> pd.DataFrame:
                          for p, v in m["prompts"].items()])
 
 
-def load_curves(cfg: Config, live_dir: Path) -> pd.DataFrame:
+def load_curves(cfg: Config, live_dir: Path, metrics_dir: Path) -> pd.DataFrame:
     """Per-step logs of every cell from DVCLive's TSV files."""
     frames = []
     for prompt, arm, seed in grid(cfg):
@@ -65,7 +71,8 @@ def load_curves(cfg: Config, live_dir: Path) -> pd.DataFrame:
             continue
         df = pd.DataFrame(cols).reset_index()
         df["injected_frac"] = df.get("injected_frac", 0.0)
-        frames.append(df.assign(prompt=prompt, arm="none" if arm == "none" else "inject", strategy=arm, seed=seed))
+        strategy = _strategy(arm, _json(metrics_dir / "train" / f"{cell_name(prompt, arm, seed)}.json"), cfg)
+        frames.append(df.assign(prompt=prompt, arm=arm, strategy=strategy, seed=seed))
     if not frames:
         return pd.DataFrame(columns=["prompt", "arm", "strategy", "seed", "step", *CURVE_KEYS])
     return pd.concat(frames, ignore_index=True)
@@ -82,7 +89,7 @@ def load_cells(cfg: Config, metrics_dir: Path) -> pd.DataFrame:
             continue
         nan = float("nan")
         rows.append({
-            "prompt": prompt, "arm": "none" if arm == "none" else "inject", "strategy": arm, "seed": seed,
+            "prompt": prompt, "arm": arm, "strategy": _strategy(arm, train, cfg), "seed": seed,
             "steps": train["steps"],
             "steps_to_threshold": train["steps_to_threshold"] if train["steps_to_threshold"] is not None else nan,
             "train_seconds": train["train_seconds"],
@@ -190,7 +197,7 @@ def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding
 def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_path: Path) -> dict:
     os.environ.setdefault("MPLBACKEND", "Agg")
     baseline = load_baseline(metrics_dir)
-    curves = load_curves(cfg, live_dir)
+    curves = load_curves(cfg, live_dir, metrics_dir)
     cells = load_cells(cfg, metrics_dir)
     base_eval = load_base_eval(cfg, metrics_dir)
     thr = cfg.train.accuracy_threshold

@@ -1,4 +1,4 @@
-"""Stage ``train@PROMPT-ARM-SEED``: GRPO on CLEVR's training split for one cell of the grid.
+"""Stages ``train_none@PROMPT-SEED`` and ``train_inject@PROMPT-SEED``: GRPO on CLEVR's training split for one cell.
 
 Writes the trained model (safetensors + processor), per-step logs through DVCLive, a summary metrics file,
 and checkpoints every ``checkpoint_every`` steps.  Killed at any moment, the stage resumes from its last
@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stages.analysis.curves import rolling_mean, steps_to_reach
-from stages.cells import parse_cell
+from stages.cells import cell_strategy, parse_cell
 from stages.counting.questions import load_counting_split
 from stages.io import InputError, atomic_dir, write_json
 from stages.training.checkpoints import fingerprint, load_checkpoint, save_checkpoint
@@ -92,9 +92,13 @@ def trainer_params(cfg: Config) -> dict:
     return {"train": dataclasses.asdict(cfg.train), "injection_params": dataclasses.asdict(cfg.injection_params)}
 
 
-def main(cfg: Config, cell: str, base_dir: Path, data_dir: Path, out_dir: Path, ckpt_dir: Path, live_dir: Path,
-         metrics_path: Path) -> dict:
-    prompt, arm, seed = parse_cell(cell)  # the arm comes from the cell, never from params `injection`
+def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, out_dir: Path, ckpt_dir: Path,
+         live_dir: Path, metrics_path: Path) -> dict:
+    """Train one cell: its role (none / inject) from the name, the strategy of an inject cell from the command
+    line (dvc.yaml passes params `injection` there), never read from params here: a `none` cell must not
+    depend on `injection`."""
+    prompt, role, seed = parse_cell(cell)
+    strategy = cell_strategy(role, strategy)
     if not (base_dir / "config.json").is_file():
         raise InputError(f"{base_dir}: no base model found; run `dvc repro fetch_model` first")
     examples = load_counting_split(data_dir / "clevr" / "train", "clevr")
@@ -104,8 +108,9 @@ def main(cfg: Config, cell: str, base_dir: Path, data_dir: Path, out_dir: Path, 
     model, processor = vlm.load_model(base_dir, "float32", device)
     ref_dtype = "bfloat16" if cfg.train.precision == "bf16-mixed" else "float32"  # frozen: bf16 weights are fine
     ref_model = vlm.load_model(base_dir, ref_dtype, model.device)[0]
-    trainer = GRPOTrainer(model, ref_model, processor, examples, prompt, arm, cfg.train, cfg.injection_params, seed)
-    fp = fingerprint(trainer_params(cfg), cell, base_dir)
+    trainer = GRPOTrainer(model, ref_model, processor, examples, prompt, strategy, cfg.train, cfg.injection_params,
+                          seed)
+    fp = fingerprint({**trainer_params(cfg), "strategy": strategy}, cell, base_dir)
     state = load_checkpoint(ckpt_dir, trainer.policy, trainer.opt, fp, trainer.acc.device) or {}
     start, records, seconds = state.get("next_step", 0), state.get("records", []), state.get("seconds", 0.0)
     trainer.digit_history.extend(state.get("digit_history", []))
@@ -143,5 +148,6 @@ def main(cfg: Config, cell: str, base_dir: Path, data_dir: Path, out_dir: Path, 
             vlm.save_model_dir(trainer.policy, processor, tmp)
         if live is not None:
             live.end()
-        write_json(metrics_path, {"cell": cell, "prompt": prompt, "arm": arm, "seed": seed, **summary})
+        write_json(metrics_path, {"cell": cell, "prompt": prompt, "arm": role, "strategy": strategy, "seed": seed,
+                                   **summary})
     return summary

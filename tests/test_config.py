@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.cells import INJECTION_STRATEGIES, PROMPT_STYLES, CellError, cell_name, parse_cell
+from stages.cells import INJECTION_STRATEGIES, PROMPT_STYLES, CellError, cell_name, cell_strategy, parse_cell
 from stages.config import ConfigError, config_from_dict, load_config
 from stages.grpo.injection import STRATEGY_NAMES
 
@@ -116,12 +116,24 @@ def test_unreadable_yaml_is_one_line(tmp_path):
 
 def test_cell_names_round_trip():
     for prompt in PROMPT_STYLES:
-        for arm in ("none", *INJECTION_STRATEGIES):
-            assert parse_cell(cell_name(prompt, arm, 3)) == (prompt, arm, 3)
-    with pytest.raises(CellError, match="PROMPT-ARM-SEED"):
+        for role in ("none", "inject"):
+            assert parse_cell(cell_name(prompt, role, 3)) == (prompt, role, 3)
+    with pytest.raises(CellError, match="PROMPT-ROLE-SEED"):
         parse_cell("default-0")
-    with pytest.raises(CellError, match="arm"):
-        parse_cell("default-magic-0")
+    with pytest.raises(CellError, match="role 'stochastic'"):
+        parse_cell("default-stochastic-0")  # cells are named by role, the strategy is an option
+
+
+def test_cell_strategy_fits_the_role():
+    assert cell_strategy("none", None) == "none"
+    for strategy in INJECTION_STRATEGIES:
+        assert cell_strategy("inject", strategy) == strategy
+    with pytest.raises(CellError, match="none cell"):
+        cell_strategy("none", "decay")
+    with pytest.raises(CellError, match="must be one of stochastic"):
+        cell_strategy("inject", None)
+    with pytest.raises(CellError, match="inject cell"):
+        cell_strategy("inject", "magic")
 
 
 @pytest.mark.parametrize("command", ["fetch-data", "fetch-model", "train default-none-0"])

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -61,10 +60,10 @@ sys.exit(app())
 """
 
 
-def _train(root: Path, out: Path, processes: int, cell: str) -> None:
+def _train(root: Path, out: Path, processes: int, cell: str, strategy: str) -> None:
     launcher = root / "launch_train.py"
     launcher.write_text(LAUNCHER)
-    args = [str(launcher), "train", cell, "--params", str(root / "params.yaml"),
+    args = [str(launcher), "train", cell, "--strategy", strategy, "--params", str(root / "params.yaml"),
             "--base", str(root / "base"), "--data", str(root / "data"), "--out", str(out / "model"),
             "--checkpoints", str(out / "ckpt"), "--live", str(out / "live"), "--metrics", str(out / "m.json")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -82,11 +81,10 @@ def _train(root: Path, out: Path, processes: int, cell: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("arm", ["none", "stochastic"])
-def test_two_processes_equal_one(world, tmp_path, arm):
-    cell = f"default-{arm}-0"
-    _train(world, tmp_path / "one", 1, cell)
-    _train(world, tmp_path / "two", 2, cell)
+@pytest.mark.parametrize(("cell", "strategy"), [("default-none-0", "none"), ("default-inject-0", "stochastic")])
+def test_two_processes_equal_one(world, tmp_path, cell, strategy):
+    _train(world, tmp_path / "one", 1, cell, strategy)
+    _train(world, tmp_path / "two", 2, cell, strategy)
     one = json.loads((tmp_path / "one" / "ckpt" / "state.json").read_text())["records"]
     two = json.loads((tmp_path / "two" / "ckpt" / "state.json").read_text())["records"]
     assert one[1]["skipped_update"] == two[1]["skipped_update"] == 0.0  # rank 0 had nothing, rank 1 had a signal

@@ -148,8 +148,8 @@ def test_the_scan_finds_reads_direct_and_through_aliases(tmp_path):
 
 
 def test_the_check_fails_on_a_removed_dep():
-    """The same check, on dvc.yaml's train stage with `stages/grpo` removed, names the files left uncovered."""
-    stage = dict(STAGES["train"])
+    """The same check, on dvc.yaml's train_inject stage with `stages/grpo` removed, names the files left uncovered."""
+    stage = dict(STAGES["train_inject"])
     stage["deps"] = [d for d in stage["deps"] if d != "stages/grpo"]
     runs = [p.relative_to(REPO).as_posix() for p in import_closure(stage_module(stage))]
     assert [f for f in runs if not covered(f, code_deps(stage))] == [

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "fetch_data": {"clevr_train": 12, "clevr_heldout": 6, "superclevr": 6, "clevr_max_count": 3,
                    "superclevr_max_count": 3},
-    "fetch_model": {"pretrain_steps": 4, "pretrain_images": 12, "pretrain_batch": 4, "check_questions": 2,
+    "fetch_model": {"pretrain_steps": 1, "pretrain_images": 4, "pretrain_batch": 4, "check_questions": 1,
                     "check_max_new_tokens": 4},
     "baseline_assess": {"n_questions": 4, "batch_size": 4},
     "train": {"steps": 3, "prompts_per_step": 2, "group_size": 2, "epochs": 1, "max_new_tokens": 4,

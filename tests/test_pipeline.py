@@ -1,4 +1,5 @@
-"""The DVC pipeline's shape: one train stage per grid cell, and `-S injection=...` renames only those cells."""
+"""The DVC pipeline's shape: one train stage per grid cell, named by role, and `-S injection=...` changes only the
+inject cells' commands."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import yaml
 
 def _stage_names(repo: Path, tmp: Path, injection: str | None = None) -> list[str]:
     work = tmp / "p"
-    work.mkdir()
+    work.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(repo / name, work / name)
     if injection:
@@ -27,11 +28,24 @@ def _stage_names(repo: Path, tmp: Path, injection: str | None = None) -> list[st
 def test_grid_of_stages(repo_root, tmp_path):
     names = _stage_names(repo_root, tmp_path)
     assert {"fetch_data", "fetch_model", "baseline_assess", "report"} <= set(names)
-    assert {"train@default-none-0", "train@default-stochastic-0", "train@r1v-none-0", "train@r1v-stochastic-0"} <= set(names)
-    assert {"eval_clevr@default-stochastic-0", "eval_superclevr@r1v-none-0", "eval_clevr_base@default"} <= set(names)
+    assert {"train_none@default-0", "train_inject@default-0", "train_none@r1v-0", "train_inject@r1v-0"} <= set(names)
+    assert {"eval_clevr@default-inject-0", "eval_superclevr@r1v-none-0", "eval_clevr_base@default"} <= set(names)
+
+
+def _commands(repo: Path, tmp: Path, injection: str | None = None) -> dict[str, str]:
+    """Every stage's resolved command, as DVC runs it."""
+    _stage_names(repo, tmp, injection)
+    from dvc.repo import Repo
+
+    with Repo(str(tmp / "p")) as dvc:
+        return {stage.addressing.split(":")[-1]: stage.cmd for stage in dvc.index.stages}
 
 
 def test_injection_switch_changes_only_the_injection_cells(repo_root, tmp_path):
-    names = _stage_names(repo_root, tmp_path, injection="decay")
-    trains = sorted(n for n in names if n.startswith("train@"))
-    assert trains == ["train@default-decay-0", "train@default-none-0", "train@r1v-decay-0", "train@r1v-none-0"]
+    """`-S injection=decay` changes the commands of the inject cells alone; their outputs keep their paths."""
+    before = _commands(repo_root, tmp_path / "a")
+    after = _commands(repo_root, tmp_path / "b", injection="decay")
+    assert before.keys() == after.keys()  # same stages, same output paths
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == ["train_inject@default-0", "train_inject@r1v-0"]
+    assert "--strategy decay" in after["train_inject@default-0"]

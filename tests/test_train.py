@@ -24,9 +24,10 @@ def world(tmp_path_factory, make_tiny_world, repo_root):
     return root, dataclasses.replace(cfg, train=small)
 
 
-def _run(world, out, cell="default-stochastic-0"):
+def _run(world, out, cell="default-inject-0"):
     root, cfg = world
-    return train_stage.main(cfg, cell, root / "base", root / "data", out / "model", out / "ckpt", out / "live",
+    strategy = "stochastic" if "-inject-" in cell else "none"
+    return train_stage.main(cfg, cell, strategy, root / "base", root / "data", out / "model", out / "ckpt", out / "live",
                             out / "metrics.json")
 
 
@@ -43,7 +44,7 @@ def test_training_changes_parameters_and_writes_logs(world, tmp_path):
     after = load_file(tmp_path / "model" / "model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["cell"] == "default-stochastic-0" and metrics["arm"] == "stochastic"
+    assert (metrics["cell"], metrics["arm"], metrics["strategy"]) == ("default-inject-0", "inject", "stochastic")
     tsv = tmp_path / "live" / "plots" / "metrics" / "charts" / "injected_frac.tsv"
     lines = tsv.read_text().splitlines()
     assert len(lines) == 1 + 4
@@ -121,7 +122,8 @@ def test_checkpoint_fingerprint_follows_weights_bytes_and_source(world, tmp_path
 
     first = fp()
     assert fp() == first
-    assert fp("default-stochastic-0") != first
+    assert fp("default-inject-0") != first
+    assert fp(params={**params, "strategy": "decay"}) != first  # an inject cell's strategy is part of it
     assert fp(params=train_stage.trainer_params(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=2e-5)))) != first
     decay = dataclasses.replace(cfg.injection_params, decay_fraction=0.5)
     assert fp(params=train_stage.trainer_params(dataclasses.replace(cfg, injection_params=decay))) != first

@@ -59,16 +59,22 @@ def test_same_seed_same_logs(world, tmp_path):
     assert _records(tmp_path / "a") == _records(tmp_path / "b")
 
 
-def test_kill_and_resume_equals_an_uninterrupted_run(world, tmp_path, monkeypatch):
-    _run(world, tmp_path / "straight")
+def _dies_at_step(monkeypatch, killed_at: int):
+    """Make training raise KeyboardInterrupt at step ``killed_at``; returns the real train_step."""
     original = GRPOTrainer.train_step
 
-    def dies_at_step_3(self, step):
-        if step == 3:
+    def dies(self, step):
+        if step == killed_at:
             raise KeyboardInterrupt("killed")
         return original(self, step)
 
-    monkeypatch.setattr(GRPOTrainer, "train_step", dies_at_step_3)
+    monkeypatch.setattr(GRPOTrainer, "train_step", dies)
+    return original
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(world, tmp_path, monkeypatch):
+    _run(world, tmp_path / "straight")
+    original = _dies_at_step(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         _run(world, tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "model").exists()  # no half-finished model taken as output
@@ -159,14 +165,7 @@ def test_figure_edit_keeps_resuming_and_loss_edit_restarts(world, tmp_path, monk
 
     monkeypatch.setattr(checkpoints, "training_sources", lambda: import_closure("stages.train", pkg))
     monkeypatch.setattr(checkpoints, "PACKAGE_DIR", pkg)
-    original = GRPOTrainer.train_step
-
-    def dies_at_step_3(self, step):
-        if step == 3:
-            raise KeyboardInterrupt("killed")
-        return original(self, step)
-
-    monkeypatch.setattr(GRPOTrainer, "train_step", dies_at_step_3)
+    original = _dies_at_step(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         _run(world, tmp_path / "run")
     monkeypatch.setattr(GRPOTrainer, "train_step", original)

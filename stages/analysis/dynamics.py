@@ -32,6 +32,7 @@ import pandas as pd
 
 from stages.analysis.curves import rolling_mean, steps_to_reach
 from stages.analysis.tables import select
+from stages.cells import PROMPT_STYLES, ROLES
 
 SEED_KEYS: tuple[str, ...] = ("prompt", "arm", "strategy", "seed")
 CURVE_COLUMNS: tuple[str, ...] = ("digit_rate", "accuracy", "mean_reward")
@@ -172,7 +173,8 @@ def two_phase_stats(curves: pd.DataFrame | None, window: int, prompt: str = "def
     return pd.DataFrame(out, columns=TWO_PHASE_COLUMNS)
 
 
-PLOT_ROLES: tuple[str, ...] = ("default-none", "default-inject", "r1v-none", "r1v-inject")
+# column names of the dvc plots CSVs (dvc.yaml lists them): every prompt style x role, run or not
+PLOT_ROLES: tuple[str, ...] = tuple(f"{prompt}-{role}" for prompt in PROMPT_STYLES for role in ROLES)
 
 
 def role_curves(curves: pd.DataFrame | None, column: str, window: int) -> pd.DataFrame:

@@ -116,6 +116,33 @@ def build_image_processor(image_size: int) -> Qwen2VLImageProcessorPil:
     return Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
 
 
+# Qwen2-VL-2B-Instruct's published shape (config.json) and image processor (preprocessor_config.json).
+# The blog profile's stand-in (``vlm-grpo rehearsal-inputs``) and ``vlm-grpo plan`` build from these.
+QWEN2VL_2B_TEXT = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                       num_key_value_heads=2, vocab_size=151936, rope_theta=1_000_000.0, mrope_section=[16, 24, 24],
+                       max_position_embeddings=32768)
+QWEN2VL_2B_VISION = dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4, patch_size=14,
+                         spatial_merge_size=2, temporal_patch_size=2)
+QWEN2VL_IMAGE_PIXELS = dict(min_pixels=56 * 56, max_pixels=28 * 28 * 16384)  # 3,136 .. 12,845,056
+# the real tokenizer's ids of SPECIAL_TOKENS (151643 ..): the stand-in keeps them
+QWEN2VL_FIRST_SPECIAL_ID = 151643
+
+
+def real_image_processor() -> Qwen2VLImageProcessorPil:
+    """Qwen2-VL-2B-Instruct's image processor settings: a 480x320 image -> 476x308 -> 34x22 patches -> 187
+    visual tokens after the 2x2 merge."""
+    return Qwen2VLImageProcessorPil(**QWEN2VL_IMAGE_PIXELS)
+
+
+def visual_tokens(width: int, height: int, min_pixels: int = QWEN2VL_IMAGE_PIXELS["min_pixels"],
+                  max_pixels: int = QWEN2VL_IMAGE_PIXELS["max_pixels"], patch: int = 14, merge: int = 2) -> int:
+    """Visual tokens of one image after Qwen2-VL's resize (multiples of patch*merge) and the merge."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
+    return (h // patch) * (w // patch) // (merge * merge)
+
+
 class VLProcessor(Qwen2VLProcessor):
     """``Qwen2VLProcessor`` without a video processor (which needs torchvision, unavailable on CPU wheels)."""
 

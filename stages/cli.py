@@ -136,8 +136,9 @@ def fetch_model(
 @app.command("train")
 def train(
     cell: Annotated[str, typer.Argument(help="The grid cell PROMPT-ROLE-SEED, e.g. default-inject-0 (role: none, inject).")],
-    strategy: Annotated[str | None, typer.Option(help="The injection strategy of an inject cell (params `injection`): "
-                                                       "stochastic, ensure_one, decay, adaptive.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="The injection strategy of an inject cell: stochastic, ensure_one, "
+                                                       "decay, adaptive. Default: params `injection` (as dvc.yaml runs "
+                                                       "it), validated with the other params.")] = None,
     base: BaseOpt = Path("models/base"),
     data: DataOpt = Path("data/datasets"),
     out: Annotated[Path, typer.Option(help="Directory for the trained model.")] = Path("models/cell"),
@@ -157,7 +158,12 @@ def train(
     from stages.cells import CellError, cell_strategy, parse_cell
 
     try:
-        strategy = cell_strategy(parse_cell(cell)[1], strategy)
+        role = parse_cell(cell)[1]
+        if role == "inject" and strategy is None:
+            # read here, not interpolated into dvc.yaml's cmd: a bad `injection` (a list, say) then fails in
+            # params validation with a line naming the key, not in DVC's parser
+            strategy = cfg.injection
+        strategy = cell_strategy(role, strategy)
     except CellError as err:
         _fail(str(err), 2)
     _setup()

@@ -28,6 +28,8 @@ PROFILES = ("mini", "blog")
 # numbers near 0.02 is 1.2e-4), so most weights would never move.
 PRECISIONS = ("fp32", "bf16-mixed")
 INFERENCE_DTYPES = ("float32", "bfloat16")  # evaluation only: no optimizer, so bf16 weights are fine
+# LoRA targets: the language model's linear layers (stages/training/lora.py never adapts the vision tower)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class ConfigError(ValueError):
@@ -65,6 +67,7 @@ class FetchModelParams:
     """mini: architecture of the tiny Qwen2-VL and its supervised pretraining; blog: the hub model."""
 
     hub_id: str = "Qwen/Qwen2-VL-2B-Instruct"
+    local_dir: str = "data/raw/Qwen2-VL-2B-Instruct"  # blog: a local copy here is used before the hub
     seed: int = _f(0, min=0)
     # tiny architecture: a configuration that trains on 2 CPU cores (vision hidden = text hidden; mrope sums to head_dim/2)
     vocab_size: int = _f(1024, min=300)
@@ -122,6 +125,16 @@ class TrainParams:
     accuracy_threshold: float = _f(0.9, gt=0, max=1)
     rolling_window: int = _f(20, min=1)
     precision: str = _f("fp32", choices=PRECISIONS)
+    gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~1/3 more compute
+    lora_rank: int = _f(0, min=0)  # 0: full fine-tune; r > 0: LoRA adapters of rank r (peft), merged at the end
+    lora_alpha: float = _f(32.0, gt=0)  # the adapters' scale is lora_alpha / lora_rank
+    lora_dropout: float = _f(0.0, min=0, max=0.9)
+    lora_targets: list[str] = _f(list(LORA_TARGETS), choices=LORA_TARGETS)
+
+    def __post_init__(self) -> None:
+        if self.lora_rank > 0 and not self.lora_targets:
+            raise ValueError("lora_targets is empty: LoRA (lora_rank > 0) needs at least one of "
+                             + ", ".join(LORA_TARGETS))
 
 
 @dataclass(frozen=True)

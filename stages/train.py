@@ -3,7 +3,8 @@
 Writes the trained model (safetensors + processor), per-step logs through DVCLive, a summary metrics file,
 and checkpoints every ``checkpoint_every`` steps.  Killed at any moment, the stage resumes from its last
 checkpoint on the next ``dvc repro``; since every random draw of a step is seeded from (seed, step), the
-finished logs and model equal those of an uninterrupted run (on CPU).
+finished logs and model equal those of an uninterrupted run (on CPU). Under LoRA (``train.lora_rank > 0``) the
+checkpoints hold the adapters and the model written has them merged in: a plain Qwen2-VL, as a full fine-tune's.
 """
 
 from __future__ import annotations
@@ -106,12 +107,14 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # fp32 master weights whatever train.precision says; bf16-mixed computes in bf16 under autocast
     model, processor = vlm.load_model(base_dir, "float32", device)
+    lora = cfg.train.lora_rank > 0
     ref_dtype = "bfloat16" if cfg.train.precision == "bf16-mixed" else "float32"  # frozen: bf16 weights are fine
-    ref_model = vlm.load_model(base_dir, ref_dtype, model.device)[0]
+    # under LoRA the reference is the policy with its adapters off: no second copy of the weights
+    ref_model = None if lora else vlm.load_model(base_dir, ref_dtype, model.device)[0]
     trainer = GRPOTrainer(model, ref_model, processor, examples, prompt, strategy, cfg.train, cfg.injection_params,
                           seed)
     fp = fingerprint({**trainer_params(cfg), "strategy": strategy}, cell, base_dir)
-    state = load_checkpoint(ckpt_dir, trainer.policy, trainer.opt, fp, trainer.acc.device) or {}
+    state = load_checkpoint(ckpt_dir, trainer.policy, trainer.opt, fp, trainer.acc.device, trainable_only=lora) or {}
     start, records, seconds = state.get("next_step", 0), state.get("records", []), state.get("seconds", 0.0)
     trainer.digit_history.extend(state.get("digit_history", []))
     main_proc = trainer.acc.is_main_process
@@ -140,12 +143,17 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
         if main_proc and (done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps):
             save_checkpoint(ckpt_dir, trainer.policy, trainer.opt,
                             {"next_step": done, "records": records, "seconds": seconds, "fingerprint": fp,
-                             "digit_history": list(trainer.digit_history)})
+                             "digit_history": list(trainer.digit_history)}, trainable_only=lora)
 
     summary = summarize(records, cfg, seconds)
     if main_proc:
+        final = trainer.policy
+        if lora:  # the adapters merged into the base weights: a plain model, read by the evals like any other
+            from stages.training.lora import merged_policy
+
+            final = merged_policy(final)
         with atomic_dir(out_dir) as tmp:
-            vlm.save_model_dir(trainer.policy, processor, tmp)
+            vlm.save_model_dir(final, processor, tmp)
         if live is not None:
             live.end()
         write_json(metrics_path, {"cell": cell, "prompt": prompt, "arm": role, "strategy": strategy, "seed": seed,

@@ -1,6 +1,7 @@
 """Checkpoints of a training run, and when one may be resumed.
 
-A checkpoint holds the policy's weights, the optimizer state and the run's records so far. It is resumed only
+A checkpoint holds the policy's weights (under LoRA only the trainable ones, the adapters: the base is the base
+model's, which the fingerprint pins), the optimizer state and the run's records so far. It is resumed only
 by a run that would have produced it: the same cell, the same training params, the same base weights (their
 bytes) and the same training code, which is the static import closure of the train stage
 (:mod:`stages.source_closure`): a change to a figure or a report table does not throw a run's progress away,
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from stages.io import atomic_dir, read_json, write_json
 from stages.source_closure import PACKAGE_DIR, import_closure
@@ -54,17 +55,39 @@ def _hash_file(h, path: Path, chunk: int = 1 << 24) -> None:
             h.update(block)
 
 
-def save_checkpoint(ckpt_dir: Path, policy, optimizer, state: dict) -> None:
-    """Weights, optimizer state and ``state`` (JSON: next_step, records, fingerprint, ...), written atomically."""
+ADAPTERS = "adapters.safetensors"  # the trainable weights only (LoRA)
+
+
+def save_checkpoint(ckpt_dir: Path, policy, optimizer, state: dict, trainable_only: bool = False) -> None:
+    """Weights, optimizer state and ``state`` (JSON: next_step, records, fingerprint, ...), written atomically.
+
+    ``trainable_only``: save the parameters that require gradients (LoRA's adapters), not the frozen base.
+    """
     with atomic_dir(ckpt_dir) as tmp:
-        save_model(policy, tmp / "model.safetensors")  # handles the tied embedding / lm_head
+        if trainable_only:
+            save_file({n: p.detach().contiguous() for n, p in policy.named_parameters() if p.requires_grad},
+                      tmp / ADAPTERS)
+        else:
+            save_model(policy, tmp / "model.safetensors")  # handles the tied embedding / lm_head
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         write_json(tmp / "state.json", state)
 
 
-def load_checkpoint(ckpt_dir: Path, policy, optimizer, fp: str, device) -> dict | None:
+def _load_trainable(policy, path: Path, device) -> None:
+    saved = load_file(path, device=str(device))
+    params = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    if set(saved) != set(params):
+        raise ValueError(f"{path}: holds other trainable weights than the policy's "
+                         f"({len(set(saved) ^ set(params))} names differ)")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(saved[name])
+
+
+def load_checkpoint(ckpt_dir: Path, policy, optimizer, fp: str, device, trainable_only: bool = False) -> dict | None:
     """Restore a checkpoint whose fingerprint is ``fp`` into ``policy`` and ``optimizer``; returns its state,
-    or None when there is none or it was made by other params, base weights or code."""
+    or None when there is none or it was made by other params, base weights or code. ``trainable_only`` as
+    for :func:`save_checkpoint` (the frozen weights stay as loaded)."""
     state_path = ckpt_dir / "state.json"
     if not state_path.is_file():
         return None
@@ -73,7 +96,10 @@ def load_checkpoint(ckpt_dir: Path, policy, optimizer, fp: str, device) -> dict 
         log.warning("checkpoint in %s was made with other params, base model or training code: starting afresh",
                     ckpt_dir)
         return None
-    load_model(policy, ckpt_dir / "model.safetensors", device=str(device))
+    if trainable_only:
+        _load_trainable(policy, ckpt_dir / ADAPTERS, device)
+    else:
+        load_model(policy, ckpt_dir / "model.safetensors", device=str(device))
     optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
     log.info("resuming from %s at step %d", ckpt_dir, state["next_step"])
     return state

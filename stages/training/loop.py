@@ -18,6 +18,10 @@ rank that skipped an update would leave the others waiting in the gradient all-r
 
 Precision: the policy's weights and AdamW state are always fp32 (``train.precision`` fp32 or bf16-mixed, where
 forwards run under bf16 autocast): an AdamW step of lr 1e-5 on bf16 weights rounds away.
+
+Memory (GPU): ``train.gradient_checkpointing`` recomputes each layer's activations in the backward instead of
+keeping them (the training forwards only; generation is unchanged); ``train.lora_rank > 0`` trains LoRA adapters
+(:mod:`stages.training.lora`) instead of every weight, and uses the frozen base, adapters off, as the reference.
 """
 
 from __future__ import annotations
@@ -142,6 +146,16 @@ class GRPOTrainer:
                  params: TrainParams, injection: InjectionParams, seed: int, accelerator=None):
         from accelerate import Accelerator
 
+        if params.gradient_checkpointing:
+            vlm.enable_gradient_checkpointing(model)
+        self.lora = params.lora_rank > 0
+        if self.lora:
+            from stages.training import lora  # peft: imported only for LoRA
+
+            # the adapters' random init (peft draws it on the CPU) from the run's seed, whatever ran before
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(step_seed(seed, 0, 2))
+                model = lora.apply_lora(model, params)
         not_fp32 = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
         if not_fp32:
             raise ValueError(f"the policy's trainable weights are {', '.join(not_fp32)}: load them in float32 "
@@ -155,7 +169,8 @@ class GRPOTrainer:
         self.processor = processor
         self.tok = processor.tokenizer
         self.ref_model = ref_model.eval().requires_grad_(False) if ref_model is not None else None
-        opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        trainable = [p for p in model.parameters() if p.requires_grad]  # every weight, or LoRA's adapters
+        opt = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.gen_config = vlm.sampling_config(self.tok, max_new_tokens=params.max_new_tokens,
                                               temperature=params.temperature, top_p=params.top_p)
@@ -248,12 +263,23 @@ class GRPOTrainer:
                                                 rows=rows).float().cpu()
         return ids, mask, old.masked_fill(~mask, 0.0)
 
+    @contextlib.contextmanager
+    def reference(self):
+        """The frozen base model: ``ref_model`` when given, else under LoRA the policy with its adapters off."""
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:
+            from stages.training import lora
+
+            with lora.base_model(self.policy):
+                yield self.policy
+
     def reference_logprobs(self, batch: dict, ids: torch.Tensor, mask: torch.Tensor, step: int) -> torch.Tensor | None:
         """Log-probs under the frozen base model, when the KL enters the loss or is logged this step."""
-        if self.ref_model is None or not (self.p.kl_coef > 0 or step % self.p.kl_log_every == 0):
+        if (self.ref_model is None and not self.lora) or not (self.p.kl_coef > 0 or step % self.p.kl_log_every == 0):
             return None
-        with torch.no_grad(), self.timer("reference_forward"), self.compute():
-            return vlm.completion_logprobs(self.ref_model, batch, ids, mask, group_size=self.p.group_size).float().cpu()
+        with torch.no_grad(), self.timer("reference_forward"), self.compute(), self.reference() as ref:
+            return vlm.completion_logprobs(ref, batch, ids, mask, group_size=self.p.group_size).float().cpu()
 
     def collect(self, step: int) -> Rollout:
         mine = self.sample_prompts(step)

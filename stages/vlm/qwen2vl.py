@@ -13,12 +13,17 @@ Traps handled here (each reproduced on transformers 5.23, torch 2.13, and tested
   to the rows, so 3-D mrope positions are computed here and always passed; left to itself the model reuses
   ``rope_deltas`` cached by an earlier call on other prompts;
 - generate's default ``top_k=50`` is not the blog's sampling: ``top_k=0``;
+- under activation checkpointing transformers drops the KV cache from training forwards (a checkpointed layer
+  runs again in the backward and would append its keys twice), which would leave the completion tokens attending
+  to no prompt: the prompts' cache is a :class:`ReplayableCache`, whose replays see it as it was and write nothing;
 - ``AutoProcessor`` may need torchvision (video processor): the processor is assembled from the tokenizer
   and the PIL image processor, with no video processor.
 """
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -209,6 +214,40 @@ def build_tiny_model(config: Qwen2VLConfig, seed: int) -> Qwen2VLForConditionalG
         eos_token_id=config.text_config.eos_token_id, pad_token_id=config.text_config.pad_token_id
     )
     return model
+
+
+def build_standin_tokenizer(texts: list[str], bpe_vocab: int = 1024):
+    """A tokenizer laid out like Qwen2-VL-2B-Instruct's: a small BPE trained on ``texts``, unused filler entries up
+    to id 151642, then the 14 special tokens at their real ids (151643 ..). Fillers hold a character outside the
+    byte-level alphabet, so no text ever encodes to them."""
+    from transformers import Qwen2Tokenizer
+
+    small = build_tokenizer(texts, bpe_vocab)
+    vocab = {tok: i for tok, i in small.get_vocab().items() if tok not in SPECIAL_TOKENS}
+    vocab = {tok: i for i, tok in enumerate(sorted(vocab, key=vocab.get))}
+    for i in range(len(vocab), QWEN2VL_FIRST_SPECIAL_ID):
+        vocab[f"\u3000unused{i}"] = i
+    tok = Qwen2Tokenizer(vocab=vocab, merges=_merges(small.backend_tokenizer), errors="replace")
+    tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
+    tok.eos_token = "<|im_end|>"
+    tok.pad_token = "<|endoftext|>"
+    tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+def standin_config(tokenizer, *, text_layers: int = 1, vision_depth: int = 1, seed_range: float = 0.02) -> Qwen2VLConfig:
+    """Qwen2-VL-2B-Instruct's config with only ``text_layers`` / ``vision_depth`` layers: every width, the vocabulary,
+    rope and the special-token ids are the real ones."""
+    t, v = QWEN2VL_2B_TEXT, QWEN2VL_2B_VISION
+    config = tiny_config(tokenizer, text_hidden=t["hidden_size"], text_layers=text_layers,
+                         text_heads=t["num_attention_heads"], text_kv_heads=t["num_key_value_heads"],
+                         text_intermediate=t["intermediate_size"], vision_embed=v["embed_dim"],
+                         vision_depth=vision_depth, vision_heads=v["num_heads"], initializer_range=seed_range)
+    config.text_config.vocab_size = t["vocab_size"]
+    config.text_config.max_position_embeddings = t["max_position_embeddings"]
+    config.text_config.rope_parameters["mrope_section"] = list(t["mrope_section"])
+    return config
 
 
 def save_model_dir(model, processor, out_dir: Path) -> None:
@@ -410,6 +449,80 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, chunk: int 
 
 
 # ----------------------------------------------------------------------------------------------------------
+# activation checkpointing with a shared prompt's KV cache
+
+
+class ReplayableCache(DynamicCache):
+    """The prompts' KV cache, safe under activation checkpointing.
+
+    A checkpointed decoder layer runs its forward once more during the backward, to rebuild the activations it
+    did not keep. A plain ``DynamicCache`` would then append the layer's keys a second time; here, while a layer
+    is replayed (:func:`_checkpoint_contexts`), ``update`` returns the keys the layer saw the first time (the
+    cache as it was then, plus the new ones) and writes nothing. Outside a replay it is a ``DynamicCache``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._replay: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        if self._replay is None:
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+        before = self._replay.get(layer_idx)
+        if before is None:
+            return key_states, value_states
+        return torch.cat([before[0], key_states], dim=-2), torch.cat([before[1], value_states], dim=-2)
+
+    def snapshot(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's keys and values now (references: ``update`` and the fan-out make new tensors)."""
+        return {i: (layer.keys, layer.values) for i, layer in enumerate(self.layers) if layer.is_initialized}
+
+    @contextlib.contextmanager
+    def replaying(self, snapshot: dict[int, tuple[torch.Tensor, torch.Tensor]]):
+        self._replay = snapshot
+        try:
+            yield
+        finally:
+            self._replay = None
+
+
+_LIVE_CACHE: ContextVar[ReplayableCache | None] = ContextVar("_LIVE_CACHE", default=None)
+
+
+@contextlib.contextmanager
+def _live(cache: ReplayableCache):
+    """Mark ``cache`` as the one the forward running inside reads and writes (for :func:`_checkpoint_contexts`)."""
+    token = _LIVE_CACHE.set(cache)
+    try:
+        yield cache
+    finally:
+        _LIVE_CACHE.reset(token)
+
+
+def _checkpoint_contexts():
+    """``context_fn`` of ``torch.utils.checkpoint``, called as a checkpointed layer starts its forward: its
+    recomputation in the backward will see the live cache as it is now."""
+    cache = _LIVE_CACHE.get()
+    if cache is None:
+        return contextlib.nullcontext(), contextlib.nullcontext()
+    return contextlib.nullcontext(), cache.replaying(cache.snapshot())
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Activation checkpointing of every decoder and vision block in training forwards (non-reentrant).
+
+    Generation runs in eval mode and is not affected. The training forward keeps its shared-prompt KV cache:
+    the layers may checkpoint with it, since :class:`ReplayableCache` makes their replays exact.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    model.activation_checkpointing_enable({"use_reentrant": False, "context_fn": _checkpoint_contexts})
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer):
+            module._can_checkpoint_with_cache = True
+
+
+# ----------------------------------------------------------------------------------------------------------
 # a shared prompt: run each prompt once, fan its KV cache out to the rows that continue it
 #
 # Positions are always passed explicitly: Qwen2-VL otherwise derives them from ``rope_deltas`` cached on the
@@ -420,13 +533,21 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device  # works for a DDP-wrapped model too
 
 
+def _core(model):
+    """The ``Qwen2VLModel`` inside the policy, through a DDP wrapper (``.module``) and a peft one (LoRA)."""
+    model = getattr(model, "module", model)
+    if hasattr(model, "get_base_model"):  # peft.PeftModel: its .model would be the ForConditionalGeneration
+        model = model.get_base_model()
+    return model.model
+
+
 def prompt_positions(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """3-D mrope positions of left-padded prompts, from the model's own rope index.
 
     Returns (3, B, P) positions (padding at 0, as the model's forward would set them) and (B,) the position of
     each prompt's first completion token: one past the prompt's largest position.
     """
-    core = getattr(model, "module", model).model  # DDP keeps the policy in .module
+    core = _core(model)
     positions, _ = core.get_rope_index(
         input_ids=batch["input_ids"],
         mm_token_type_ids=batch["mm_token_type_ids"],
@@ -471,9 +592,11 @@ def prefill(model, batch: dict, prompt_of_row: torch.Tensor) -> Prefix:
     inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "mm_token_type_ids",
                                                "pixel_values", "image_grid_thw")}
     positions, next_position = prompt_positions(model, inputs)
-    out = model(**inputs, position_ids=positions, use_cache=True, logits_to_keep=1)
+    # the cache is ours, filled whenever it is passed: use_cache=True would only ask the model for one, and under
+    # activation checkpointing log that it will not make one
+    with _live(ReplayableCache()) as cache:
+        out = model(**inputs, position_ids=positions, past_key_values=cache, use_cache=False, logits_to_keep=1)
     index = prompt_of_row.to(device)
-    cache = out.past_key_values
     cache.batch_select_indices(index)  # every layer's keys / values (B, H, P, D) -> (N, H, P, D)
     return Prefix(out.logits[index, -1], cache, inputs["attention_mask"][index], next_position[index])
 
@@ -550,8 +673,9 @@ def completion_logprobs(model, batch: dict, completion_ids: torch.Tensor, comple
     logp = [selective_log_softmax(logits.unsqueeze(1), ids[:, :1])]  # token 0, from the last prompt token
     if ids.shape[1] > 1:
         # token i predicts token i + 1: the last token is not fed
-        out = model(input_ids=ids[:, :-1], attention_mask=torch.cat([attention, mask[:, :-1].long()], dim=1),
-                    past_key_values=cache, position_ids=text_positions(start, ids.shape[1] - 1), use_cache=True)
+        with _live(cache):
+            out = model(input_ids=ids[:, :-1], attention_mask=torch.cat([attention, mask[:, :-1].long()], dim=1),
+                        past_key_values=cache, position_ids=text_positions(start, ids.shape[1] - 1), use_cache=False)
         logp.append(selective_log_softmax(out.logits, ids[:, 1:]))
     return torch.cat(logp, dim=1).masked_fill(~mask, 0.0)
 

@@ -263,6 +263,26 @@ def bench(
     typer.echo(md.read_text() if md.is_file() else result)
 
 
+@app.command("rehearsal-inputs")
+def rehearsal_inputs(
+    raw: Annotated[Path, typer.Option(help="Where the blog profile reads local copies (params fetch_data.raw_dir).")] = Path("data/raw"),
+    clevr_rows: Annotated[int, typer.Option(min=2, help="CLEVR rows in leonardPKU/clevr_cogen_a_train's parquet layout.")] = 24,
+    superclevr: Annotated[int, typer.Option(min=1, help="SuperCLEVR questions in R1-V's jsonl + images layout.")] = 8,
+    text_layers: Annotated[int, typer.Option(min=1, help="Text layers of the stand-in (the real model has 28).")] = 1,
+    vision_depth: Annotated[int, typer.Option(min=1, help="Vision blocks of the stand-in (the real model has 32).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the scenes and the stand-in's random weights.")] = 0,
+) -> None:
+    """Write the inputs of an offline rehearsal of the blog profile under RAW: CLEVR and SuperCLEVR in the real
+    datasets' layouts (480x320 PNG) and a Qwen2-VL-2B-Instruct stand-in (real widths, vocabulary, special tokens
+    and image processor; few layers; random weights). Then `bash scripts/rehearse_blog.sh` runs the pipeline.
+    Not a DVC stage; the outputs are gitignored.
+    """
+    _setup()
+    from stages import rehearsal
+
+    _run(rehearsal.main, raw, clevr_rows, superclevr, text_layers, vision_depth, seed)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

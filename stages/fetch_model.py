@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import random
 import time
 from dataclasses import dataclass
@@ -208,7 +209,18 @@ def build_and_pretrain_mini(cfg: Config, out_dir: Path, metrics_path: Path) -> d
 
 
 def snapshot_blog_model(cfg: Config, out_dir: Path, metrics_path: Path) -> dict:
-    hub_id = cfg.fetch_model.hub_id
+    """The blog's model: a local copy in ``fetch_model.local_dir`` when there is one (``huggingface-cli download
+    --local-dir``, or the offline rehearsal's stand-in), else a snapshot from the hub."""
+    hub_id, local = cfg.fetch_model.hub_id, Path(cfg.fetch_model.local_dir)
+    if (local / "config.json").is_file():
+        with atomic_dir(out_dir) as tmp:
+            for f in sorted(local.iterdir()):
+                if f.is_file() and not f.name.startswith("."):
+                    shutil.copy2(f, tmp / f.name)
+        metrics = {"profile": "blog", "hub_id": hub_id, "source": str(local)}
+        write_json(metrics_path, metrics)
+        log.info("copied %s from %s", hub_id, local)
+        return metrics
     try:
         from huggingface_hub import snapshot_download
 
@@ -219,7 +231,7 @@ def snapshot_blog_model(cfg: Config, out_dir: Path, metrics_path: Path) -> dict:
     except Exception as err:  # offline, hub error, auth: the same remedy
         raise ModelUnavailableError(
             f"cannot download {hub_id} from the Hugging Face hub ({type(err).__name__}): on a machine with "
-            f"network run `huggingface-cli download {hub_id} --local-dir {out_dir}` and copy {out_dir}/ here"
+            f"network run `huggingface-cli download {hub_id} --local-dir {local}` and copy {local}/ here"
         ) from None
     metrics = {"profile": "blog", "hub_id": hub_id}
     write_json(metrics_path, metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -133,6 +134,13 @@ def fetch_model(
                  style, 100 * m["digit_rate"], 100 * m["accuracy"], 100 * m["accuracy_given_digit"], m["n"])
 
 
+def launch_command(argv: list[str], num_processes: int) -> list[str]:
+    """The command that runs this program (``argv``: the ``vlm-grpo`` script and its arguments) on
+    ``num_processes`` local processes under torch.distributed.run; each sees LOCAL_RANK, so none relaunches."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}",
+            *argv]
+
+
 @app.command("train")
 def train(
     cell: Annotated[str, typer.Argument(help="The grid cell PROMPT-ROLE-SEED, e.g. default-inject-0 (role: none, inject).")],
@@ -151,8 +159,9 @@ def train(
     model and CLEVR's train split; writes OUT, LIVE, METRICS.
 
     GRPO with the cell's prompt style, without injection (role none) or with STRATEGY (role inject), resuming from
-    CHECKPOINTS when a matching checkpoint is there. Several processes: `accelerate launch --num_processes N -m
-    stages.cli train ...` (or torchrun).
+    CHECKPOINTS when a matching checkpoint is there. Several processes (GPUs): params train.num_processes=N makes
+    this command relaunch itself under torch.distributed.run; `accelerate launch --num_processes N -m stages.cli
+    train ...` or torchrun work too.
     """
     cfg = _config(params)
     from stages.cells import CellError, cell_strategy, parse_cell
@@ -167,6 +176,11 @@ def train(
     except CellError as err:
         _fail(str(err), 2)
     _setup()
+    if cfg.train.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        # params train.num_processes: run this very command on N processes (one per GPU), as torchrun would
+        command = launch_command(sys.argv, cfg.train.num_processes)
+        log.info("train.num_processes=%d: %s", cfg.train.num_processes, " ".join(command))
+        raise typer.Exit(subprocess.run(command, check=False).returncode)
     stage = _stage("train")
 
     summary = _run(stage.main, cfg, cell, strategy, base, data, out, checkpoints, live, metrics)
@@ -281,6 +295,47 @@ def rehearsal_inputs(
     from stages import rehearsal
 
     _run(rehearsal.main, raw, clevr_rows, superclevr, text_layers, vision_depth, seed)
+
+
+@app.command("plan")
+def plan(
+    profile: Annotated[str, typer.Option(help="The params.yaml profile whose train section sets B, G, T, precision.")] = "blog",
+    model_dir: Annotated[Path | None, typer.Option(help="Read this model dir's config.json (e.g. models/base) "
+                                                       "instead of Qwen2-VL-2B-Instruct's published shape.")] = None,
+    image_width: Annotated[int, typer.Option(min=28, help="Image width in pixels (CLEVR: 480).")] = 480,
+    image_height: Annotated[int, typer.Option(min=28, help="Image height in pixels (CLEVR: 320).")] = 320,
+    text_tokens: Annotated[int, typer.Option(min=1, help="Prompt tokens besides the image's.")] = 60,
+    reference: Annotated[str, typer.Option(help="Count the reference model: auto (when kl_coef > 0), always (as "
+                                                "train.py loads it today), never.")] = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers as JSON here.")] = None,
+    measure: Annotated[bool, typer.Option(help="Check the activation estimate against a CPU stand-in (2B widths, "
+                                               "few layers, random weights): estimate vs measured; minutes.")] = False,
+    measure_layers: Annotated[int, typer.Option(min=1, help="--measure: text layers of the stand-in.")] = 2,
+    measure_vocab: Annotated[int, typer.Option(min=1024, help="--measure: vocabulary of the stand-in.")] = 151936,
+    measure_prompts: Annotated[int, typer.Option(min=1, help="--measure: prompts B (G, T from the profile).")] = 2,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Will one GRPO step of the full Qwen2-VL-2B fit on a 24, 40 or 80 GB GPU? Not a DVC stage.
+
+    Prints the peak GPU memory of one training step component by component (weights, gradients, AdamW, reference,
+    activations, logits, KV caches) for the profile's train params, and an options table: precision x gradient
+    checkpointing x full / LoRA x rows per forward, with the peak and whether it fits each card.
+    """
+    from stages import plan as planner
+
+    if reference not in ("auto", "always", "never"):
+        _fail(f"--reference {reference!r} is invalid: must be auto, always or never", 2)
+    try:
+        typer.echo(planner.run(params, profile, model_dir, image_width, image_height, text_tokens, reference, json_out))
+        if measure:
+            typer.echo("")
+            typer.echo(planner.run_measure(params, profile, layers=measure_layers, vocab=measure_vocab,
+                                           prompts=measure_prompts, width=image_width, height=image_height,
+                                           text_tokens=text_tokens))
+    except ConfigError as err:
+        _fail(str(err), 2)
+    except (FileNotFoundError, RuntimeError) as err:
+        _fail(str(err), 1)
 
 
 def main() -> None:  # pragma: no cover

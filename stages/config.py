@@ -125,6 +125,7 @@ class TrainParams:
     accuracy_threshold: float = _f(0.9, gt=0, max=1)
     rolling_window: int = _f(20, min=1)
     precision: str = _f("fp32", choices=PRECISIONS)
+    num_processes: int = _f(1, min=1)  # > 1: `vlm-grpo train` relaunches itself under torch.distributed.run (DDP)
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~1/3 more compute
     lora_rank: int = _f(0, min=0)  # 0: full fine-tune; r > 0: LoRA adapters of rank r (peft), merged at the end
     lora_alpha: float = _f(32.0, gt=0)  # the adapters' scale is lora_alpha / lora_rank
@@ -255,6 +256,9 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("params.yaml: fetch_model.text_heads must be a multiple of text_kv_heads")
     if m.vision_embed % m.vision_heads:
         raise ConfigError("params.yaml: fetch_model.vision_embed must be divisible by vision_heads")
+    if cfg.train.prompts_per_step % cfg.train.num_processes:
+        raise ConfigError(f"params.yaml: train.prompts_per_step ({cfg.train.prompts_per_step}) must be divisible by "
+                          f"train.num_processes ({cfg.train.num_processes}): each process takes an equal share")
 
 
 def config_from_dict(raw: Any) -> Config:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -104,7 +105,9 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
         raise InputError(f"{base_dir}: no base model found; run `dvc repro fetch_model` first")
     examples = load_counting_split(data_dir / "clevr" / "train", "clevr")
     torch.manual_seed(seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # this process's GPU under a launcher (cuda:LOCAL_RANK). Not accelerate's PartialState: a process group made
+    # before from_pretrained makes save_pretrained expect every rank and write no weights from rank 0 alone
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     # fp32 master weights whatever train.precision says; bf16-mixed computes in bf16 under autocast
     model, processor = vlm.load_model(base_dir, "float32", device)
     lora = cfg.train.lora_rank > 0
@@ -152,6 +155,8 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
             from stages.training.lora import merged_policy
 
             final = merged_policy(final)
+        # stored as the base was (the hub's 2B: bf16, 4.4 GB instead of 8.8; the mini base: fp32, unchanged)
+        final = final.to(getattr(torch, vlm.stored_dtype(base_dir)))
         with atomic_dir(out_dir) as tmp:
             vlm.save_model_dir(final, processor, tmp)
         if live is not None:

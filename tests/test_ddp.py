@@ -60,14 +60,23 @@ sys.exit(app())
 """
 
 
-def _train(root: Path, out: Path, processes: int, cell: str, strategy: str) -> None:
+def _train(root: Path, out: Path, processes: int, cell: str, strategy: str, via_params: bool = False) -> None:
+    """Train ``cell`` on ``processes`` processes: through torchrun, or (``via_params``) through params
+    train.num_processes, which makes the train command relaunch itself."""
     launcher = root / "launch_train.py"
     launcher.write_text(LAUNCHER)
-    args = [str(launcher), "train", cell, "--strategy", strategy, "--params", str(root / "params.yaml"),
+    params = root / "params.yaml"
+    if via_params:
+        raw = yaml.safe_load(params.read_text())
+        raw["profiles"]["mini"]["train"]["num_processes"] = processes
+        params = out / "params.yaml"
+        out.mkdir(parents=True, exist_ok=True)
+        params.write_text(yaml.safe_dump(raw))
+    args = [str(launcher), "train", cell, "--strategy", strategy, "--params", str(params),
             "--base", str(root / "base"), "--data", str(root / "data"), "--out", str(out / "model"),
             "--checkpoints", str(out / "ckpt"), "--live", str(out / "live"), "--metrics", str(out / "m.json")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if processes == 1:
+    if processes == 1 or via_params:
         cmd = [sys.executable, *args]
     else:
         torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
@@ -81,10 +90,11 @@ def _train(root: Path, out: Path, processes: int, cell: str, strategy: str) -> N
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize(("cell", "strategy"), [("default-none-0", "none"), ("default-inject-0", "stochastic")])
-def test_two_processes_equal_one(world, tmp_path, cell, strategy):
+@pytest.mark.parametrize(("cell", "strategy", "via_params"), [("default-none-0", "none", False),
+                                                             ("default-inject-0", "stochastic", True)])
+def test_two_processes_equal_one(world, tmp_path, cell, strategy, via_params):
     _train(world, tmp_path / "one", 1, cell, strategy)
-    _train(world, tmp_path / "two", 2, cell, strategy)
+    _train(world, tmp_path / "two", 2, cell, strategy, via_params)
     one = json.loads((tmp_path / "one" / "ckpt" / "state.json").read_text())["records"]
     two = json.loads((tmp_path / "two" / "ckpt" / "state.json").read_text())["records"]
     assert one[1]["skipped_update"] == two[1]["skipped_update"] == 0.0  # rank 0 had nothing, rank 1 had a signal

@@ -271,6 +271,15 @@ def load_processor(path_or_id: str | Path) -> VLProcessor:
     return VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
 
 
+def stored_dtype(model_dir: str | Path) -> str:
+    """The dtype a model directory's weights are stored in (config ``dtype``, or ``torch_dtype`` as the hub's
+    Qwen2-VL-2B-Instruct writes it: bfloat16); float32 when it says nothing."""
+    import json
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return str(config.get("dtype") or config.get("torch_dtype") or "float32").removeprefix("torch.")
+
+
 def load_model(path_or_id: str | Path, dtype: str = "float32", device: str | torch.device = "cpu"):
     """The policy from safetensors only, no remote code; returns (model, processor)."""
     model = AutoModelForImageTextToText.from_pretrained(

@@ -102,3 +102,12 @@ def test_fetch_model_takes_a_local_copy_before_the_hub(tmp_path, tiny_model, tin
     assert copied == sorted(p.name for p in local.iterdir())
     model, _ = vlm.load_model(tmp_path / "models" / "base")
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in tiny_model.parameters())
+
+
+@pytest.mark.parametrize(("config", "dtype"), [({"torch_dtype": "bfloat16"}, "bfloat16"), ({"dtype": "float32"}, "float32"),
+                                               ({}, "float32")])
+def test_stored_dtype_reads_what_the_hub_and_save_pretrained_write(tmp_path, config, dtype):
+    """The hub's Qwen2-VL-2B-Instruct says torch_dtype bfloat16 (transformers 5 writes dtype): a trained cell is
+    stored in that dtype, half the disk of fp32."""
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert vlm.stored_dtype(tmp_path) == dtype

@@ -173,6 +173,17 @@ def test_lora_kill_and_resume_equals_a_straight_run(world, tmp_path, monkeypatch
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], base[k]) for k in a)
 
+    # the eval stage reads the merged model as it reads a full fine-tune's
+    from stages import evaluate
+
+    small_eval = dataclasses.replace(cfg.eval, clevr_questions=2, batch_size=2, max_new_tokens=8)
+    result = evaluate.main(dataclasses.replace(cfg, eval=small_eval), "clevr", "default",
+                           tmp_path / "straight" / "model", world[0] / "data", tmp_path / "eval.json",
+                           tmp_path / "answers.jsonl")
+    assert json.loads((tmp_path / "eval.json").read_text())["n"] == 2 == len(
+        (tmp_path / "answers.jsonl").read_text().splitlines())
+    assert 0.0 <= result["accuracy"] <= 1.0
+
 
 def test_rank_zero_is_the_full_fine_tune_without_peft(world, monkeypatch):
     def no_peft(*args, **kwargs):

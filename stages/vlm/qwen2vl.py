@@ -85,7 +85,6 @@ CHAT_TEMPLATE = (
 def build_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer trained on ``texts`` with Qwen2-VL's special tokens, as ``Qwen2Tokenizer``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
 
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
@@ -98,7 +97,15 @@ def build_tokenizer(texts: list[str], vocab_size: int):
     )
     bpe.train_from_iterator(texts, trainer=trainer)
     vocab = bpe.get_vocab()
-    tok = Qwen2Tokenizer(vocab=vocab, merges=_merges(bpe), errors="replace")
+    return qwen2_tokenizer(vocab, _merges(bpe))
+
+
+def qwen2_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]):
+    """A ``Qwen2Tokenizer`` over a byte-level BPE ``vocab``/``merges`` with Qwen2-VL's special tokens appended (in
+    the real order), its end and pad tokens, chat template and left padding."""
+    from transformers import Qwen2Tokenizer
+
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, errors="replace")
     tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
     tok.eos_token = "<|im_end|>"
     tok.pad_token = "<|endoftext|>"
@@ -220,20 +227,12 @@ def build_standin_tokenizer(texts: list[str], bpe_vocab: int = 1024):
     """A tokenizer laid out like Qwen2-VL-2B-Instruct's: a small BPE trained on ``texts``, unused filler entries up
     to id 151642, then the 14 special tokens at their real ids (151643 ..). Fillers hold a character outside the
     byte-level alphabet, so no text ever encodes to them."""
-    from transformers import Qwen2Tokenizer
-
     small = build_tokenizer(texts, bpe_vocab)
     vocab = {tok: i for tok, i in small.get_vocab().items() if tok not in SPECIAL_TOKENS}
     vocab = {tok: i for i, tok in enumerate(sorted(vocab, key=vocab.get))}
     for i in range(len(vocab), QWEN2VL_FIRST_SPECIAL_ID):
         vocab[f"\u3000unused{i}"] = i
-    tok = Qwen2Tokenizer(vocab=vocab, merges=_merges(small.backend_tokenizer), errors="replace")
-    tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
-    tok.eos_token = "<|im_end|>"
-    tok.pad_token = "<|endoftext|>"
-    tok.chat_template = CHAT_TEMPLATE
-    tok.padding_side = "left"
-    return tok
+    return qwen2_tokenizer(vocab, _merges(small.backend_tokenizer))
 
 
 def standin_config(tokenizer, *, text_layers: int = 1, vision_depth: int = 1, seed_range: float = 0.02) -> Qwen2VLConfig:

@@ -242,10 +242,11 @@ def report(
     summary: Annotated[Path, typer.Option(help="Flat summary metrics keyed by role.")] = Path("reports/summary.json"),
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Stage report. Reads metrics and logs only; writes OUT/report.md, OUT/figures/*.png and SUMMARY.
+    """Stage report. Reads metrics and logs only (of params: the grid, train.*, baseline_assess.group_size and the
+    fetch_model calibration of the mini base model); writes OUT/report.md, OUT/figures/*.png and SUMMARY.
 
-    Every figure and table of the blog from this pipeline's measurements, the blog's numbers beside ours, and
-    a claims table with a verdict per finding.
+    Every figure and table of the blog from this pipeline's measurements with 95% intervals, the blog's numbers
+    beside ours, a claims table with a verdict per finding (decided on the intervals) and a premises table.
     """
     cfg = _config(params)
     _setup()

@@ -87,10 +87,15 @@ class FetchModelParams:
     pretrain_warmup_frac: float = _f(0.05, min=0, max=1)
     pretrain_images: int = _f(4000, min=1)
     r1v_frac: float = _f(0.5, min=0, max=1)
-    default_digit_frac: float = _f(0.10, min=0, max=1)
+    default_digit_frac: float = _f(0.24, min=0, max=1)  # default prompt, CLEVR: answers given as a digit
+    default_digit_max_count: int = _f(3, min=0)  # ... for scenes of at most this many objects
+    default_digit_frac_above: float = _f(0.05, min=0, max=1)  # ... and for larger scenes (unsure: noisier)
+    default_digit_noise_above: float = _f(0.5, min=0, max=1)  # miscounts of those digits above the max count
+    superclevr_default_digit_frac: float = _f(0.45, min=0, max=1)  # default prompt, SuperCLEVR questions
     default_digit_noise: float = _f(0.03, min=0, max=1)
-    r1v_answer_noise: float = _f(0.30, min=0, max=1)
-    superclevr_frac: float = _f(0.3, min=0, max=1)
+    r1v_answer_noise: float = _f(0.30, min=0, max=1)  # R1V answers that miscount by one, CLEVR
+    superclevr_r1v_answer_noise: float = _f(0.0, min=0, max=1)  # ... SuperCLEVR
+    superclevr_frac: float = _f(0.5, min=0, max=1)
     check_questions: int = _f(64, min=1)
     check_max_new_tokens: int = _f(50, min=1)  # the quick check's answer length (as train/eval: 50)
 
@@ -148,6 +153,8 @@ class EvalParams:
     max_new_tokens: int = _f(50, min=1)
     seed: int = _f(0, min=0)
     dtype: str = _f("float32", choices=INFERENCE_DTYPES)
+    samples_per_question: int = _f(1, min=1)  # sampled answers per question (eval noise: bootstrap over questions)
+    greedy: bool = True  # also answer every question greedily: an accuracy free of sampling noise
 
 
 SECTIONS: dict[str, type] = {

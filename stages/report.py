@@ -1,9 +1,12 @@
 """Stage ``report``: every figure and table of the blog, regenerated from the pipeline's own measurements.
 
 Reads metrics and logs only (never a model): ``metrics/baseline.json``, ``metrics/train/CELL.json``, the
-DVCLive logs ``dvclive/train/CELL``, ``metrics/eval/{clevr,superclevr}/*.json``.  Writes the PNG figures,
-``reports/report.md`` (every table, with the blog's numbers beside ours, and the claims table), and a flat
-summary metrics file keyed by role (``default.inject.superclevr_acc``) for ``dvc metrics diff``.
+DVCLive logs ``dvclive/train/CELL``, ``metrics/eval/{clevr,superclevr}/*.json`` (with their per-question
+records, for the 95% intervals), and of params: the grid (prompt_styles, seeds, injection), train.steps /
+accuracy_threshold / rolling_window / group_size, baseline_assess.group_size and the fetch_model params that
+calibrate the mini base model (the premises table).  Writes the PNG figures, ``reports/report.md`` (every
+table, with its 95% intervals and the blog's numbers beside ours, the claims table and the premises table),
+and a flat summary metrics file keyed by role (``default.inject.superclevr_acc``) for ``dvc metrics diff``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from stages.analysis import claims, dynamics
+from stages.analysis import claims, dynamics, estimates, intervals
 from stages.analysis import tables as report_tables
 from stages.cells import ROLES, cell_name
 from stages.environment import environment_markdown
@@ -79,41 +82,61 @@ def load_curves(cfg: Config, live_dir: Path, metrics_dir: Path) -> pd.DataFrame:
 
 
 def load_cells(cfg: Config, metrics_dir: Path) -> pd.DataFrame:
+    """One row per trained cell: its train metrics and, per eval dataset, the columns of
+    :func:`estimates.eval_columns` (accuracy, digit rate, n, per-question record, greedy accuracy)."""
     rows = []
     for prompt, arm, seed in grid(cfg):
         cell = cell_name(prompt, arm, seed)
         train = _json(metrics_dir / "train" / f"{cell}.json")
-        clevr = _json(metrics_dir / "eval" / "clevr" / f"{cell}.json")
-        superclevr = _json(metrics_dir / "eval" / "superclevr" / f"{cell}.json")
         if train is None:
             continue
         nan = float("nan")
-        rows.append({
-            "prompt": prompt, "arm": arm, "strategy": _strategy(arm, train, cfg), "seed": seed,
-            "steps": train["steps"],
-            "steps_to_threshold": train["steps_to_threshold"] if train["steps_to_threshold"] is not None else nan,
-            "train_seconds": train["train_seconds"],
-            "clevr_acc": clevr["accuracy"] if clevr else nan,
-            "clevr_digit_rate": clevr["digit_rate"] if clevr else nan,
-            "superclevr_acc": superclevr["accuracy"] if superclevr else nan,
-            "superclevr_digit_rate": superclevr["digit_rate"] if superclevr else nan,
-        })
+        row = {"prompt": prompt, "arm": arm, "strategy": _strategy(arm, train, cfg), "seed": seed,
+               "steps": train["steps"],
+               "steps_to_threshold": train["steps_to_threshold"] if train["steps_to_threshold"] is not None else nan,
+               "train_seconds": train["train_seconds"]}
+        for ds in estimates.DATASETS:
+            row.update(estimates.eval_columns(ds, _json(metrics_dir / "eval" / ds / f"{cell}.json")))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def load_base_eval(cfg: Config, metrics_dir: Path) -> pd.DataFrame:
+    """One row per prompt whose base model was evaluated: the columns of :func:`estimates.eval_columns`."""
     rows = []
     for prompt in cfg.prompt_styles:
-        clevr = _json(metrics_dir / "eval" / "clevr" / f"{prompt}-base.json")
-        superclevr = _json(metrics_dir / "eval" / "superclevr" / f"{prompt}-base.json")
-        if clevr or superclevr:
-            nan = float("nan")
-            rows.append({"prompt": prompt,
-                         "clevr_acc": clevr["accuracy"] if clevr else nan,
-                         "clevr_digit_rate": clevr["digit_rate"] if clevr else nan,
-                         "superclevr_acc": superclevr["accuracy"] if superclevr else nan,
-                         "superclevr_digit_rate": superclevr["digit_rate"] if superclevr else nan})
+        found = {ds: _json(metrics_dir / "eval" / ds / f"{prompt}-base.json") for ds in estimates.DATASETS}
+        if any(found.values()):
+            row = {"prompt": prompt}
+            for ds, m in found.items():
+                row.update(estimates.eval_columns(ds, m))
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def eval_decoding(cfg: Config, metrics_dir: Path) -> dict | None:
+    """The decoding the evaluations recorded (the first eval metrics file found), else None."""
+    names = [cell_name(p, a, s) for p, a, s in grid(cfg)] + [f"{p}-base" for p in cfg.prompt_styles]
+    for ds in estimates.DATASETS:
+        for name in names:
+            m = _json(metrics_dir / "eval" / ds / f"{name}.json")
+            if m and m.get("decoding"):
+                return m["decoding"]
+    return None
+
+
+def calibration(cfg: Config) -> dict[str, float] | None:
+    """The fetch_model params that calibrate the mini base model to the blog's premises (the premises table's
+    "calibrated by"); None under the blog profile, whose base model is the real one."""
+    if cfg.profile == "blog":
+        return None
+    f = cfg.fetch_model
+    return {"default_digit_frac": f.default_digit_frac, "default_digit_max_count": f.default_digit_max_count,
+            "default_digit_frac_above": f.default_digit_frac_above,
+            "default_digit_noise_above": f.default_digit_noise_above, "default_digit_noise": f.default_digit_noise,
+            "superclevr_default_digit_frac": f.superclevr_default_digit_frac,
+            "r1v_answer_noise": f.r1v_answer_noise, "superclevr_r1v_answer_noise": f.superclevr_r1v_answer_noise,
+            "superclevr_frac": f.superclevr_frac, "r1v_frac": f.r1v_frac}
 
 
 def flat_summary(cells: pd.DataFrame, base_eval: pd.DataFrame, baseline: pd.DataFrame) -> dict[str, float]:
@@ -152,26 +175,78 @@ def headline_first(summary: dict[str, float]) -> dict[str, float]:
     return {k: summary[k] for k in sorted(summary, key=rank)}
 
 
-def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding: dict | None) -> str:
+def _decoding_text(decoding: dict | None) -> str:
+    if not decoding:
+        return "the decoding set in params eval.*"
+    if decoding.get("do_sample"):
+        return f"sampling, temperature {decoding['temperature']}, top_p {decoding['top_p']}"
+    return "greedy decoding"
+
+
+def _greedy_measured(*frames: pd.DataFrame) -> bool:
+    return any(col.endswith("_greedy_acc") and pd.to_numeric(df[col], errors="coerce").notna().any()
+               for df in frames if len(df) for col in df.columns)
+
+
+def intervals_text(cfg: Config, cells: pd.DataFrame, base_eval: pd.DataFrame, decoding: dict | None) -> str:
+    """The intro's account of the evaluation and the intervals: samples per question, greedy, units, method."""
+    ks = estimates.samples_per_question(cells, base_eval)
+    if ks:
+        times = " or ".join(str(k) for k in ks) + " times" if ks != [1] else "once"
+    else:
+        k = (decoding or {}).get("samples_per_question", 1)
+        times = f"{k} times" if k > 1 else "once"
+    greedy = ("It also answers each question once greedily: the greedy columns, beside the sampled accuracy, "
+              "show an accuracy free of sampling noise." if _greedy_measured(cells, base_eval) else
+              "Greedy accuracy was not measured: the greedy columns show —.")
+    seeds = ("With one seed per role, as here, they carry question noise only, not seed noise: another seed may land "
+             "outside them." if len(cfg.seeds) == 1 else
+             f"With {len(cfg.seeds)} seeds per role they carry both seed and question noise.")
+    return (f"Evaluation answers each question {times} with {_decoding_text(decoding)}: the accuracies in every "
+            f"table. {greedy} Every accuracy and digit rate comes with its 95% interval, written "
+            f"`45.5% [38.6–52.4]`. For a trained role (prompt x arm) the interval is over seeds and questions: a "
+            f"hierarchical bootstrap with {intervals.N_BOOT:,} replicates, each drawing the evaluation questions "
+            "with replacement (the same draw for every role of a dataset, so differences between roles are paired "
+            "by question) and the role's seeds with replacement; the per-seed values follow in parentheses when "
+            f"there are several. {seeds} The base model's intervals are a bootstrap over questions; the baseline "
+            "assessment's (one answer per question) are Wilson score intervals, as are cells whose metrics hold no "
+            "per-question record (and differences with them are unpaired). Steps to the threshold are one number "
+            "per seed: mean ± sd with the [min–max] range over seeds. The claims are decided on these intervals; "
+            "each Rule says how.")
+
+
+def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding: dict | None,
+                    eval_decoding: dict | None = None) -> str:
     thr = cfg.train.accuracy_threshold
     measured = dict(zip(baseline["prompt"], baseline["digit_rate"], strict=False)) if len(baseline) else {}
+    measured_ci = {}
+    for prompt in measured:
+        e = estimates.baseline_estimate(baseline, prompt, "digit_rate")
+        measured_ci[prompt] = (e.lo, e.hi)
     fig = lambda name, caption: f"![{caption}](figures/{render.FIGURE_FILES[name]})\n\n*{caption}*\n"  # noqa: E731
-    dec = (f"sampling, temperature {decoding['temperature']}, top_p {decoding['top_p']}" if decoding and
-           decoding.get("do_sample") else "greedy decoding") if decoding else "as set in params eval.*"
     parts = [
         "# GRPO with guidance injection: the study, regenerated",
         "",
         f"Profile **{cfg.profile}**; injection arm **{cfg.injection}**; seeds {cfg.seeds}; "
         f"{cfg.train.steps} training steps per cell; accuracy threshold {thr:.0%}. "
-        f"Evaluation answers each question once with {dec}. Every number below was measured by this "
-        "pipeline; the blog's numbers stand beside ours. Where the mini world does not reproduce a finding, the "
-        "claims table says so.",
+        f"{intervals_text(cfg, cells, base_eval, eval_decoding or decoding)} The baseline assessment answers "
+        f"each question once with {_decoding_text(decoding)}. Every number below was measured by this pipeline; "
+        "the blog's numbers stand beside ours. Where the mini world does not reproduce a finding, the claims table "
+        "says so.",
         "",
         "## Claims", "", claims.claims_markdown(claims_df), "",
+        "## Premises: the base model against the blog's", "",
+        "What the study rests on: the base model's format and accuracy per prompt, ours (95% interval) beside the "
+        "blog's. CLEVR rows come from the baseline assessment, SuperCLEVR rows from the base model's evaluation. "
+        + ("The mini profile's base model is pretrained to match the blog's; \"calibrated by\" names the "
+           "fetch_model params that set each premise, \"within reach?\" whether the blog's number lies inside our "
+           "interval." if cfg.profile != "blog" else
+           "Under the blog profile the base model is the real one: nothing is calibrated."),
+        "", report_tables.premises_table(baseline, base_eval, calibration(cfg)), "",
         "## Baseline", "", fig("baseline_comparison", "Figure 1: digit rate of the base model by prompt style"),
         report_tables.baseline_table(baseline), "",
-        report_tables.signal_chance_table(measured, cfg.baseline_assess.group_size), "",
-        report_tables.digit_rate_threshold_table(measured), "",
+        report_tables.signal_chance_table(measured, cfg.baseline_assess.group_size, measured_ci=measured_ci), "",
+        report_tables.digit_rate_threshold_table(measured, measured_ci), "",
         "## GRPO", "", fig("grpo_algorithm", "Figure 2: GRPO with guidance injection"),
         report_tables.reward_table(), "",
         "## Two phases of learning", "", fig("format_vs_accuracy", "Figure 3: format (digit rate) vs accuracy, default prompt, no injection"),
@@ -211,7 +286,8 @@ def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_
     with atomic_dir(out_dir / "figures") as tmp:
         render.render_all(baseline, curves, cells, base_eval, thr, tmp, window=window,
                           group_size=cfg.train.group_size)
-    atomic_write_text(out_dir / "report.md", report_markdown(cfg, baseline, cells, base_eval, claims_df, decoding))
+    atomic_write_text(out_dir / "report.md", report_markdown(cfg, baseline, cells, base_eval, claims_df, decoding,
+                                                             eval_decoding(cfg, metrics_dir)))
     summary = flat_summary(cells, base_eval, baseline)
     write_json(summary_path, summary, sort_keys=False)  # headline first
     log.info("report: %d cells, %d claims -> %s", len(cells), len(claims_df), out_dir / "report.md")

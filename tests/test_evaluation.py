@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -37,3 +39,47 @@ def test_baseline_table_rows():
     md = markdown({"default": {"digit_rate": 0.2, "accuracy": 0.1, "accuracy_given_digit": 0.5}}, rows, 8, 10)
     assert "| default | 20.0% | 10.0% | 50.0% |" in md
     assert "| measured (default) | 20.0% | 83.2% |" in md  # 1 - 0.8^8 = 0.8322
+
+
+def test_per_question_counts_right_and_numbered_answers_per_question():
+    from stages.counting.scoring import per_question
+
+    # question 7: 2 samples, one right; question 3: both without a number; rows come back sorted
+    answers = pd.DataFrame({"row": [7, 3, 7, 3], "reward": [1, -1, 0, -1]})
+    assert per_question(answers) == {"rows": [3, 7], "samples": 2, "correct": [0, 1], "digit": [0, 2]}
+    with pytest.raises(ValueError, match="different numbers of answers"):
+        per_question(pd.DataFrame({"row": [1, 1, 2], "reward": [1, 1, 1]}))
+
+
+def test_eval_stage_samples_each_question_k_times_and_greedily(tmp_path, make_tiny_world):
+    """k sampled answers per question (sample 0 is the one-sample evaluation), one greedy answer, and the
+    per-question counts the report's intervals resample."""
+    import dataclasses
+    import json
+
+    from stages import evaluate
+    from stages.config import load_config
+
+    world = make_tiny_world(tmp_path / "w", seed=3, n_train=4, n_heldout=6)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
+
+    def run(name, **eval_kw):
+        e = dataclasses.replace(cfg.eval, clevr_questions=5, batch_size=4, max_new_tokens=6, **eval_kw)
+        m = evaluate.main(dataclasses.replace(cfg, eval=e), "clevr", "default", world / "base", world / "data",
+                          tmp_path / f"{name}.json", tmp_path / f"{name}.jsonl")
+        return m, pd.read_json(tmp_path / f"{name}.jsonl", lines=True)
+
+    one, one_answers = run("one", samples_per_question=1, greedy=False)
+    three, answers = run("three", samples_per_question=3, greedy=True)
+    assert one["greedy"] is None and set(one_answers["decoding"]) == {"sampled"}
+    assert three["n"] == 15 and three["per_question"]["samples"] == 3 and len(three["per_question"]["rows"]) == 5
+    sampled = answers[answers["decoding"] == "sampled"]
+    assert sorted(sampled["sample"].unique()) == [0, 1, 2]
+    # sample 0 is exactly the single-sample evaluation's answer set
+    assert sampled[sampled["sample"] == 0]["response"].tolist() == one_answers["response"].tolist()
+    # the counts add up to the headline accuracy
+    assert sum(three["per_question"]["correct"]) / 15 == pytest.approx(three["accuracy"])
+    greedy = answers[answers["decoding"] == "greedy"]
+    assert len(greedy) == 5 and three["greedy"]["n"] == 5
+    assert three["greedy"]["accuracy"] == pytest.approx((greedy["reward"] == 1).mean())
+    assert json.loads((tmp_path / "three.json").read_text())["decoding"]["samples_per_question"] == 3

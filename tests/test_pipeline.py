@@ -46,5 +46,6 @@ def test_injection_switch_reaches_only_the_injection_cells(repo_root, tmp_path):
     """`-S injection=decay` re-runs the inject cells (and the report), never the none cells; outputs keep their
     paths, and the value is not interpolated into any command (a bad one must fail in our validation)."""
     readers = _param_readers(repo_root, tmp_path / "a", "injection")
-    assert readers == ["report", "train_inject@default-0", "train_inject@r1v-0"]
+    seeds = yaml.safe_load((repo_root / "params.yaml").read_text())["seeds"]
+    assert readers == ["report", *sorted(f"train_inject@{p}-{s}" for p in ("default", "r1v") for s in seeds)]
     assert "${injection}" not in (repo_root / "dvc.yaml").read_text()

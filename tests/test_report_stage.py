@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from stages import report
+from stages.analysis import intervals as iv
 from stages.analysis.curves import steps_to_reach
-from stages.config import load_config
+from stages.analysis.tables import CALIBRATION_PARAMS
+from stages.config import config_from_dict, load_config
 from stages.plots.render import FIGURE_FILES
 
 
@@ -18,7 +21,27 @@ def _write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def _fixture(root: Path, cfg) -> None:
+N_QUESTIONS, K = 60, 4  # per-question fixture: questions per dataset, sampled answers per question
+
+
+def _eval(accuracy: float, digit_rate: float, per_question: bool, seed: int = 0) -> dict:
+    """An eval metrics file. Old format: accuracy, digit rate and n only. New: a per-question record with K
+    samples per question (right answers drawn around ``accuracy``) and a greedy accuracy, as stages/evaluate.py
+    writes them."""
+    if not per_question:
+        return {"accuracy": accuracy, "digit_rate": digit_rate, "n": N_QUESTIONS}
+    rng = np.random.default_rng(seed)
+    correct = rng.binomial(K, accuracy, N_QUESTIONS)
+    digit = np.maximum(correct, rng.binomial(K, digit_rate, N_QUESTIONS))
+    return {"accuracy": float(correct.mean() / K), "digit_rate": float(digit.mean() / K), "n": N_QUESTIONS,
+            "per_question": {"rows": list(range(N_QUESTIONS)), "samples": K, "correct": correct.tolist(),
+                             "digit": digit.tolist()},
+            "greedy": {"n": N_QUESTIONS, "digit_rate": 1.0, "accuracy": 0.75, "accuracy_given_digit": 0.75},
+            "decoding": {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 50,
+                         "samples_per_question": K}}
+
+
+def _fixture(root: Path, cfg, per_question: bool = False) -> None:
     m = root / "metrics"
     _write(m / "baseline.json", {
         "prompts": {"default": {"digit_rate": 0.15, "accuracy": 0.12, "accuracy_given_digit": 0.8, "n": 100},
@@ -30,8 +53,9 @@ def _fixture(root: Path, cfg) -> None:
         fast = arm != "none"
         _write(m / "train" / f"{cell}.json", {"steps": 60, "steps_to_threshold": 20 if fast else 45,
                                              "train_seconds": 30.0})
-        _write(m / "eval" / "clevr" / f"{cell}.json", {"accuracy": 0.9, "digit_rate": 0.99})
-        _write(m / "eval" / "superclevr" / f"{cell}.json", {"accuracy": 0.5 if fast else 0.6, "digit_rate": 0.9})
+        _write(m / "eval" / "clevr" / f"{cell}.json", _eval(0.9, 0.99, per_question, seed))
+        _write(m / "eval" / "superclevr" / f"{cell}.json",
+               _eval(0.5 if fast else 0.6, 0.9, per_question, seed + (0 if fast else 100)))
         live = root / "live" / cell / "plots" / "metrics" / "charts"
         live.mkdir(parents=True)
         steps = np.arange(60)
@@ -42,12 +66,14 @@ def _fixture(root: Path, cfg) -> None:
             lines = [f"step\t{name}"] + [f"{s}\t{v}" for s, v in zip(steps, values, strict=True)]
             (live / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     for prompt in cfg.prompt_styles:
-        _write(m / "eval" / "clevr" / f"{prompt}-base.json", {"accuracy": 0.1, "digit_rate": 0.15})
-        _write(m / "eval" / "superclevr" / f"{prompt}-base.json", {"accuracy": 0.08, "digit_rate": 0.12})
+        _write(m / "eval" / "clevr" / f"{prompt}-base.json", _eval(0.1, 0.15, per_question, 7))
+        _write(m / "eval" / "superclevr" / f"{prompt}-base.json", _eval(0.08, 0.12, per_question, 8))
 
 
 def test_report_renders_every_figure_and_table(tmp_path, repo_root):
-    cfg = load_config(repo_root / "params.yaml")
+    import dataclasses
+
+    cfg = dataclasses.replace(load_config(repo_root / "params.yaml"), seeds=[0])  # one seed: a Wilson interval
     _fixture(tmp_path, cfg)
     summary = report.main(cfg, tmp_path / "metrics", tmp_path / "live", tmp_path / "reports",
                           tmp_path / "reports" / "summary.json")
@@ -55,8 +81,16 @@ def test_report_renders_every_figure_and_table(tmp_path, repo_root):
     for name in FIGURE_FILES.values():
         assert (tmp_path / "reports" / "figures" / name).stat().st_size > 5000
         assert f"figures/{name}" in text
-    for heading in ("## Claims", "## Baseline", "## Learning speed", "## Transfer to SuperCLEVR", "## Complete results"):
+    for heading in ("## Claims", "## Premises: the base model against the blog's", "## Baseline", "## Learning speed",
+                    "## Transfer to SuperCLEVR", "## Complete results"):
         assert heading in text
+    assert text.index("## Claims") < text.index("## Premises") < text.index("## Baseline")
+    # old metrics (no per-question record): Wilson intervals on n, no greedy accuracy, one answer per question
+    lo, hi = iv.wilson_interval(round(0.5 * N_QUESTIONS), N_QUESTIONS)
+    assert f"50.0% [{lo * 100:.1f}–{hi * 100:.1f}]" in text
+    assert "answers each question once" in text and "Greedy accuracy was not measured" in text
+    assert f"hierarchical bootstrap with {iv.N_BOOT:,} replicates" in text and "Wilson" in text
+    assert "| CLEVR, default prompt: digit rate | 14.5%" in text and "default_digit_frac = " in text
     assert "14.5%" in text and "48%" in text  # the blog's numbers stand beside ours
     # the two-phase claim's boundary: curves.steps_to_reach on the logged digit rate, in steps trained
     digit = np.clip(0.15 + np.arange(60) / 40, 0, 1).tolist()
@@ -76,3 +110,33 @@ def test_report_copes_with_cells_not_run(tmp_path, repo_root):
     report.main(cfg, tmp_path / "metrics", tmp_path / "live", tmp_path / "reports", tmp_path / "summary.json")
     assert (tmp_path / "reports" / "report.md").is_file()
     assert json.loads((tmp_path / "summary.json").read_text()) == {}
+
+
+def test_report_with_per_question_records(tmp_path, repo_root):
+    """New eval metrics: the intervals resample the per-question records (paired by question), the greedy accuracy
+    stands beside the sampled one and the intro states K answers per question; the summary keys do not change."""
+    cfg = load_config(repo_root / "params.yaml")
+    _fixture(tmp_path, cfg, per_question=True)
+    old_root = tmp_path / "old"
+    _fixture(old_root, cfg)
+    summary = report.main(cfg, tmp_path / "metrics", tmp_path / "live", tmp_path / "reports",
+                          tmp_path / "reports" / "summary.json")
+    old = report.main(cfg, old_root / "metrics", old_root / "live", old_root / "reports", old_root / "summary.json")
+    assert set(summary) == set(old)
+    text = (tmp_path / "reports" / "report.md").read_text()
+    assert f"answers each question {K} times" in text
+    assert "once greedily" in text and "75.0% [" in text  # the greedy accuracy, Wilson over its n questions
+    assert "paired by question" in text  # the claims' differences
+    cells = report.load_cells(cfg, tmp_path / "metrics")
+    pq = cells["superclevr_pq"].iloc[0]
+    assert pq.samples == K and len(pq.rows) == N_QUESTIONS
+    assert report.load_cells(cfg, old_root / "metrics")["superclevr_pq"].isna().all()
+
+
+def test_calibration_follows_the_profile(repo_root):
+    """The premises table's "calibrated by": the fetch_model params under mini; nothing under blog (the real model)."""
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    mini = config_from_dict({**raw, "profile": "mini"})
+    cal = report.calibration(mini)
+    assert cal["r1v_frac"] == mini.fetch_model.r1v_frac and set(cal) == set(CALIBRATION_PARAMS)
+    assert report.calibration(config_from_dict({**raw, "profile": "blog"})) is None

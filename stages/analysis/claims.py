@@ -5,13 +5,18 @@ and the key insight on baseline strength. Each row says what the blog reports, w
 measured, the verdict ("reproduced", "not reproduced", "inconclusive") and the rule that
 produced it, so a reader can recompute it by hand.
 
-Seeds. Comparisons between two groups of cells (e.g. injection vs none) use
-:func:`compare`: with at least two seeds in each group the verdict is "reproduced" only
-when the seed ranges [min, max] of the two groups do not overlap in the blog's direction
-(every seed of one group beats every seed of the other), "not reproduced" when they do
-not overlap in the opposite direction, and "inconclusive" when they overlap; with a single
-seed in a group the plain comparison of values decides and ``ours`` says "(1 seed)".
-Missing data is always "inconclusive".
+Intervals (all 95%, :mod:`stages.analysis.estimates`). A claim about accuracies is decided
+by the interval of its statistic, never by a point estimate: for trained roles a
+hierarchical bootstrap over seeds and questions (differences paired by question), for the
+baseline assessment Wilson intervals. The statistic's interval entirely on the blog's side
+of the line -> "reproduced", entirely on the other side -> "not reproduced", straddling it
+-> "inconclusive". With one seed per role the intervals carry question noise only; ``ours``
+says so.
+
+Steps to the threshold have no question noise (one number per seed): :func:`compare` asks
+for the seed ranges [min, max] not to overlap, and calls one seed inconclusive (one seed
+measures no seed noise). Missing data is always "inconclusive". Sparse signals and the two
+phases keep their own per-seed rules.
 """
 
 from __future__ import annotations
@@ -22,41 +27,50 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from stages.analysis import estimates as est
 from stages.analysis.blog_numbers import BLOG
 from stages.analysis.dynamics import two_phase_stats
+from stages.analysis.estimates import Estimate
+from stages.analysis.intervals import N_BOOT
 from stages.analysis.tables import (
     base_value,
     cell_values,
+    fmt_estimate,
+    fmt_int,
     fmt_pct,
     fmt_pp,
+    fmt_pp_estimate,
     fmt_steps,
-    injection_effect,
     md_table,
     pct,
     select,
     speedup,
-    summarize,
 )
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 COLUMNS = ["claim", "blog", "ours", "verdict", "rule"]
 
-SEED_RULE = ("with >= 2 seeds per group: reproduced only if the seed ranges [min, max] do not overlap in the "
-             "blog's direction, not reproduced if they do not overlap the other way, else inconclusive; with 1 seed: "
-             "plain comparison")
+SEED_RULE = ("steps are one number per seed (no question noise), so the interval is the seed range: with >= 2 "
+             "seeds per arm reproduced only if the ranges [min, max] over seeds do not overlap in the blog's "
+             "direction, not reproduced if they do not overlap the other way, else inconclusive; with 1 seed in an "
+             "arm inconclusive (one seed measures no seed noise; the plain comparison is reported)")
+INTERVAL_RULE = (f"95% interval over seeds and questions (hierarchical bootstrap, {N_BOOT:,} replicates, paired by "
+                 "question; unpaired, by binomial resampling, for metrics without per-question data)")
 
 
 @dataclass(frozen=True)
 class Verdict:
     verdict: str
-    seeds: str  # "(1 seed)" or "(n=2 vs n=2)"
+    seeds: str  # "(1 seed: ...)" or "(n=2 vs n=2 seeds; ...)"
 
 
 def compare(low: np.ndarray, high: np.ndarray, censored: bool = False) -> Verdict:
-    """Is ``low`` below ``high`` (the blog's direction)? See the module docstring for the rule.
+    """Is ``low`` below ``high`` (the blog's direction)? Per-seed values; see the module docstring for the rule.
 
-    ``censored``: NaN means "never reached" (e.g. steps to threshold), i.e. +infinity;
-    otherwise NaNs are dropped.
+    ``censored``: NaN means "never reached" (e.g. steps to threshold), i.e. +infinity; otherwise NaNs are
+    dropped. With n_a and n_b seeds and no effect, every ordering of the seeds is equally likely: the ranges
+    fail to overlap in a given direction by chance with probability 1 / C(n_a + n_b, n_a) (1/6 at 2 vs 2,
+    1/20 at 3 vs 3), which ``seeds`` reports.
     """
     a, b = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     if censored:
@@ -68,27 +82,43 @@ def compare(low: np.ndarray, high: np.ndarray, censored: bool = False) -> Verdic
     if np.isinf(a).all() and np.isinf(b).all():
         return Verdict(INCONCLUSIVE, "(neither reached)")
     if min(a.size, b.size) >= 2:
-        seeds = f"(n={a.size} vs n={b.size} seeds)"
+        seeds = (f"(n={a.size} vs n={b.size} seeds; chance of disjoint ranges in one direction with no effect "
+                 f"1/{math.comb(a.size + b.size, a.size)})")
         if a.max() < b.min():
             return Verdict(REPRODUCED, seeds)
         if b.max() < a.min():
             return Verdict(NOT_REPRODUCED, seeds)
-        return Verdict(INCONCLUSIVE, seeds + ", seed ranges overlap")
-    seeds = "(1 seed)" if a.size == 1 and b.size == 1 else f"(n={a.size} vs n={b.size} seeds; 1-seed rule)"
+        return Verdict(INCONCLUSIVE, seeds[:-1] + "; seed ranges overlap)")
     ma, mb = float(np.mean(a)), float(np.mean(b))
-    if ma < mb:
-        return Verdict(REPRODUCED, seeds)
-    if ma > mb:
-        return Verdict(NOT_REPRODUCED, seeds)
-    return Verdict(INCONCLUSIVE, seeds + ", tie")
+    plain = "agrees with the blog" if ma < mb else "goes against the blog" if ma > mb else "is a tie"
+    n = "1 seed" if a.size == 1 and b.size == 1 else f"n={a.size} vs n={b.size} seeds"
+    return Verdict(INCONCLUSIVE, f"({n}: the plain comparison {plain}, but one seed measures no seed noise)")
+
+
+def sign_verdict(e: Estimate, blog_sign: int) -> str:
+    """The interval rule: ``e``'s 95% interval entirely on the blog's side of 0 (``blog_sign`` +1: above, -1:
+    below) -> reproduced; entirely on the other side -> not reproduced; containing 0, or none -> inconclusive."""
+    if not e.has_interval:
+        return INCONCLUSIVE
+    if blog_sign * e.lo > 0 and blog_sign * e.hi > 0:
+        return REPRODUCED
+    if blog_sign * e.lo < 0 and blog_sign * e.hi < 0:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def interval_note(e: Estimate) -> str:
+    """What ``e``'s interval covers: '(1 seed: question noise only; paired by question)'."""
+    if not e.ran:
+        return ""
+    seeds = ("1 seed: question noise only" if e.n_seeds == 1 else
+             f"{e.n_seeds} seeds: seed and question noise" if e.n_seeds > 1 else "questions")
+    how = e.method if e.has_interval else "no interval: question counts unknown"
+    return f"({seeds}; {how})"
 
 
 def _row(claim: str, blog: str, ours: str, verdict: str, rule: str) -> dict[str, str]:
     return {"claim": claim, "blog": blog, "ours": ours, "verdict": verdict, "rule": rule}
-
-
-def _n(values: np.ndarray) -> int:
-    return int(np.asarray(values).size)
 
 
 # ---------------------------------------------------------------------------
@@ -96,21 +126,26 @@ def _n(values: np.ndarray) -> int:
 # ---------------------------------------------------------------------------
 
 
-def claim_baseline(baseline: pd.DataFrame) -> dict[str, str]:
-    d = _baseline_rate(baseline, "default")
-    r = _baseline_rate(baseline, "r1v")
+def claim_baseline(baseline: pd.DataFrame, low: float = 0.30, high: float = 0.90) -> dict[str, str]:
+    claim = "Prompt sets the baseline: the default prompt rarely yields a digit, R1V almost always does"
+    d = est.baseline_estimate(baseline, "default", "digit_rate")
+    r = est.baseline_estimate(baseline, "r1v", "digit_rate")
     blog = (f"default prompt {BLOG.baseline['default'].digit_rate.text} digit rate, "
             f"R1V prompt {BLOG.baseline['r1v'].digit_rate.text}")
-    rule = "reproduced if the base model's digit rate is < 30% with the default prompt and >= 90% with R1V; " \
-           "not reproduced if either fails; inconclusive if a prompt was not assessed"
-    if not (np.isfinite(d) and np.isfinite(r)):
-        ours = ", ".join(f"{name} {pct(v) if np.isfinite(v) else 'not assessed'}" for name, v in (("default", d),
-                                                                                                 ("R1V", r)))
-        return _row("Prompt sets the baseline: the default prompt rarely yields a digit, R1V almost always does",
-                    blog, ours, INCONCLUSIVE, rule)
-    verdict = REPRODUCED if d < 0.30 and r >= 0.90 else NOT_REPRODUCED
-    return _row("Prompt sets the baseline: the default prompt rarely yields a digit, R1V almost always does",
-                blog, f"default {pct(d)}, R1V {pct(r)}", verdict, rule)
+    rule = (f"base model's digit rate, Wilson 95% intervals (n questions, one answer each): reproduced if the "
+            f"default prompt's upper bound < {low:.0%} and R1V's lower bound >= {high:.0%}; not reproduced if the "
+            f"default's lower bound >= {low:.0%} or R1V's upper bound < {high:.0%}; else inconclusive (also when a "
+            "prompt was not assessed)")
+    ours = ", ".join(f"{name} {fmt_estimate(e, 'not assessed')}" for name, e in (("default", d), ("R1V", r)))
+    if not (d.has_interval and r.has_interval):
+        return _row(claim, blog, ours, INCONCLUSIVE, rule)
+    if d.hi < low and r.lo >= high:
+        verdict = REPRODUCED
+    elif d.lo >= low or r.hi < high:
+        verdict = NOT_REPRODUCED
+    else:
+        verdict = INCONCLUSIVE
+    return _row(claim, blog, ours, verdict, rule)
 
 
 def _baseline_rate(baseline: pd.DataFrame, prompt: str) -> float:
@@ -199,8 +234,16 @@ def claim_injection_accelerates(cells: pd.DataFrame, threshold: float) -> dict[s
     v = compare(inj, none, censored=True)
     sp = speedup(cells, "default")
     ratio = f"; speed-up {sp:.2f}x" if np.isfinite(sp) else ""
-    ours = (f"steps to {threshold:.0%}: injection {fmt_steps(inj)} vs none {fmt_steps(none)}{ratio} {v.seeds}")
+    ours = (f"steps to {threshold:.0%}: injection {_steps_range(inj)} vs none {_steps_range(none)}{ratio} "
+            f"{v.seeds}")
     return _row(claim, blog, ours, v.verdict, rule)
+
+
+def _steps_range(values: np.ndarray) -> str:
+    """fmt_steps, with the [min–max] range over seeds when there are several."""
+    finite = values[np.isfinite(values)]
+    text = fmt_steps(values)
+    return text + (f" [{fmt_int(finite.min())}–{fmt_int(finite.max())}]" if finite.size > 1 else "")
 
 
 def claim_injection_hurts_transfer(cells: pd.DataFrame) -> dict[str, str]:
@@ -208,13 +251,27 @@ def claim_injection_hurts_transfer(cells: pd.DataFrame) -> dict[str, str]:
     a = BLOG.arms
     blog = (f"SuperCLEVR: injection {a[('default', 'inject')].superclevr_acc.text} vs none "
             f"{a[('default', 'none')].superclevr_acc.text} ({BLOG.injection_effect_superclevr['default'].text})")
-    rule = f"default prompt: SuperCLEVR accuracy of injection < no injection; {SEED_RULE}; size reported, not graded"
-    inj = cell_values(cells, "default", "inject", "superclevr_acc")
-    none = cell_values(cells, "default", "none", "superclevr_acc")
-    v = compare(inj, none)
-    d, _, _ = injection_effect(cells, "default")
-    ours = f"SuperCLEVR: injection {fmt_pct(inj)} vs none {fmt_pct(none)} ({fmt_pp(d)}) {v.seeds}"
-    return _row(claim, blog, ours, v.verdict, rule)
+    rule = (f"default prompt, SuperCLEVR accuracy: {INTERVAL_RULE} of injection - none; reproduced if entirely "
+            "< 0, not reproduced if entirely > 0, inconclusive if it contains 0 (or an arm is missing); the size is "
+            "reported, not graded")
+    inj = est.role_estimate(cells, "default", "inject", "superclevr")
+    none = est.role_estimate(cells, "default", "none", "superclevr")
+    e = est.injection_effect(cells, "default")
+    ours = (f"SuperCLEVR: injection {fmt_estimate(inj)} vs none {fmt_estimate(none)}; injection - none "
+            f"{fmt_pp_estimate(e, 'n/a')} {interval_note(e)}")
+    return _row(claim, blog, ours, sign_verdict(e, -1), rule)
+
+
+def _steps_trained_text(cells: pd.DataFrame, prompt: str) -> str:
+    """'our arms trained matched steps (400 each)', or each arm's steps when they differ."""
+    inj, none = (cell_values(cells, prompt, arm, "steps") for arm in ("inject", "none"))
+    every = np.concatenate([inj, none])
+    every = every[np.isfinite(every)]
+    if every.size == 0:
+        return "our arms: steps trained unknown"
+    if inj.size and none.size and np.all(every == every[0]):
+        return f"our arms trained matched steps ({fmt_int(every[0])} each)"
+    return f"our arms trained {fmt_steps(inj)} (injection) vs {fmt_steps(none)} (none) steps"
 
 
 def claim_strong_baseline_transfers(cells: pd.DataFrame, level: float = BLOG.strong_transfer_level) -> dict[str, str]:
@@ -222,22 +279,20 @@ def claim_strong_baseline_transfers(cells: pd.DataFrame, level: float = BLOG.str
     a = BLOG.arms
     blog = (f"SuperCLEVR: injection {a[('r1v', 'inject')].superclevr_acc.display()}, none "
             f"{a[('r1v', 'none')].superclevr_acc.display()}")
-    rule = (f"R1V prompt, both arms: SuperCLEVR accuracy > {level:.0%}; with >= 2 seeds in an arm that arm passes "
-            f"only if every seed is > {level:.0%} and fails only if every seed is <= {level:.0%}; with 1 seed the "
-            "value decides; reproduced if both arms pass, not reproduced if either fails, else inconclusive")
-    parts, results = [], []
+    rule = (f"R1V prompt, SuperCLEVR accuracy, per arm its {INTERVAL_RULE}: an arm passes if the lower bound is "
+            f"> {level:.0%} and fails if the upper bound is <= {level:.0%}; reproduced if both arms pass, not "
+            "reproduced if either fails, else inconclusive (also when an arm is missing)")
+    parts, results, notes = [], [], []
     for arm in ("inject", "none"):
-        vals = cell_values(cells, "r1v", arm, "superclevr_acc")
-        vals = vals[~np.isnan(vals)]
-        parts.append(f"{'injection' if arm == 'inject' else 'none'} {fmt_pct(vals)}")
-        if vals.size == 0:
-            results.append(None)
-        elif vals.size == 1:
-            results.append(bool(vals[0] > level))
-        else:
-            results.append(True if vals.min() > level else False if vals.max() <= level else None)
-    n = [_n(cell_values(cells, "r1v", arm, "superclevr_acc")) for arm in ("inject", "none")]
-    ours = "SuperCLEVR: " + ", ".join(parts) + (" (1 seed)" if max(n) == 1 else "")
+        e = est.role_estimate(cells, "r1v", arm, "superclevr")
+        parts.append(f"{'injection' if arm == 'inject' else 'none'} {fmt_estimate(e)}")
+        notes.append(interval_note(e))
+        results.append(None if not e.has_interval else True if e.lo > level else False if e.hi <= level else None)
+    steps = {arm: int(BLOG.arms[("r1v", arm)].steps_trained.value) for arm in ("inject", "none")}
+    ours = ("SuperCLEVR: " + ", ".join(parts) + f" {next((n for n in notes if n), '')}; "
+            + _steps_trained_text(cells, "r1v")
+            + f", while the blog's R1V arms trained {steps['inject']:,} (injection) vs {steps['none']:,} (none) "
+              "steps, a limitation the blog itself states (none stopped early)")
     if any(r is False for r in results):
         verdict = NOT_REPRODUCED
     elif all(r is True for r in results):
@@ -245,32 +300,6 @@ def claim_strong_baseline_transfers(cells: pd.DataFrame, level: float = BLOG.str
     else:
         verdict = INCONCLUSIVE
     return _row(claim, blog, ours, verdict, rule)
-
-
-def _group_means(cells: pd.DataFrame, column: str = "superclevr_acc"):
-    """{(prompt, arm): Summary} for the four blog groups; None if one is missing."""
-    groups = {}
-    for prompt in ("default", "r1v"):
-        for arm in ("inject", "none"):
-            s = summarize(cell_values(cells, prompt, arm, column))
-            if s.empty:
-                return None
-            groups[(prompt, arm)] = s
-    return groups
-
-
-def _spread_verdict(margin: float, groups: dict) -> tuple[str, str]:
-    """margin > 0 supports the blog. Several seeds everywhere: |margin| must exceed the largest seed range."""
-    if min(s.n for s in groups.values()) >= 2:
-        spread = max(s.hi - s.lo for s in groups.values())
-        note = f"(>= 2 seeds; largest seed range {spread * 100:.1f} pp)"
-        if margin > spread:
-            return REPRODUCED, note
-        if -margin > spread:
-            return NOT_REPRODUCED, note
-        return INCONCLUSIVE, note
-    note = "(1 seed)" if max(s.n for s in groups.values()) == 1 else "(some groups 1 seed; plain comparison)"
-    return (REPRODUCED if margin > 0 else NOT_REPRODUCED if margin < 0 else INCONCLUSIVE), note
 
 
 def claim_prompt_matters_more(cells: pd.DataFrame) -> dict[str, str]:
@@ -281,37 +310,35 @@ def claim_prompt_matters_more(cells: pd.DataFrame) -> dict[str, str]:
     b_inj = (abs(BLOG.injection_effect_superclevr["default"].value)
              + abs(BLOG.injection_effect_superclevr["r1v"].value)) / 2
     blog = f"SuperCLEVR: prompt effect {b_prompt * 100:.1f} pp vs injection effect {b_inj * 100:.1f} pp (from its tables)"
-    rule = ("on SuperCLEVR accuracy (seed means): prompt effect = |mean over arms(R1V) - mean over arms(default)|, "
-            "injection effect = mean over prompts of |injection - none|; reproduced if prompt effect > injection "
-            "effect; with >= 2 seeds in all four groups the difference must exceed the largest seed range "
-            "(reversed by more -> not reproduced, else inconclusive); missing group -> inconclusive")
-    g = _group_means(cells)
-    if g is None:
+    rule = ("on SuperCLEVR accuracy: prompt effect = |mean over arms(R1V) - mean over arms(default)|, injection "
+            f"effect = mean over prompts of |injection - none|; {INTERVAL_RULE} of prompt effect - injection "
+            "effect, computed on each replicate; reproduced if entirely > 0, not reproduced if entirely < 0, "
+            "inconclusive if it contains 0 (or a group is missing)")
+    e = est.prompt_minus_injection(cells)
+    if not e.ran:
         return _row(claim, blog, "needs both prompts x both arms; not all run", INCONCLUSIVE, rule)
-    p_eff = abs((g[("r1v", "inject")].mean + g[("r1v", "none")].mean) / 2
-                - (g[("default", "inject")].mean + g[("default", "none")].mean) / 2)
-    i_eff = (abs(g[("default", "inject")].mean - g[("default", "none")].mean)
-             + abs(g[("r1v", "inject")].mean - g[("r1v", "none")].mean)) / 2
-    verdict, note = _spread_verdict(p_eff - i_eff, g)
-    ours = f"prompt effect {p_eff * 100:.1f} pp vs injection effect {i_eff * 100:.1f} pp {note}"
-    return _row(claim, blog, ours, verdict, rule)
+    m = {f"{p}.{arm}": est.role_estimate(cells, p, arm, "superclevr").value for p, arm in est.FOUR_ROLES}
+    p_eff = abs((m["r1v.inject"] + m["r1v.none"]) / 2 - (m["default.inject"] + m["default.none"]) / 2)
+    i_eff = (abs(m["default.inject"] - m["default.none"]) + abs(m["r1v.inject"] - m["r1v.none"])) / 2
+    ours = (f"prompt effect {p_eff * 100:.1f} pp vs injection effect {i_eff * 100:.1f} pp; difference "
+            f"{fmt_pp_estimate(e, 'n/a')} {interval_note(e)}")
+    return _row(claim, blog, ours, sign_verdict(e, +1), rule)
 
 
 def claim_baseline_strength(cells: pd.DataFrame) -> dict[str, str]:
     claim = "Key insight: injection's effect on transfer is smaller with the strong baseline than with the weak one"
     e = BLOG.injection_effect_superclevr
     blog = f"injection - none on SuperCLEVR: weak {e['default'].text}, strong {e['r1v'].text}"
-    rule = ("|mean(injection) - mean(none)| of SuperCLEVR accuracy: R1V < default; with >= 2 seeds in all four "
-            "groups the difference of the two effects must exceed the largest seed range (reversed by more -> "
-            "not reproduced, else inconclusive); with 1 seed plain comparison; missing group -> inconclusive")
-    g = _group_means(cells)
-    if g is None:
+    rule = ("|injection - none| of SuperCLEVR accuracy, default (weak) minus R1V (strong): "
+            f"{INTERVAL_RULE} of |effect default| - |effect R1V|, computed on each replicate; reproduced if entirely "
+            "> 0, not reproduced if entirely < 0, inconclusive if it contains 0 (or a group is missing)")
+    gap = est.effect_gap(cells)
+    if not gap.ran:
         return _row(claim, blog, "needs both prompts x both arms; not all run", INCONCLUSIVE, rule)
-    d_weak = g[("default", "inject")].mean - g[("default", "none")].mean
-    d_strong = g[("r1v", "inject")].mean - g[("r1v", "none")].mean
-    verdict, note = _spread_verdict(abs(d_weak) - abs(d_strong), g)
-    ours = f"injection - none on SuperCLEVR: weak {fmt_pp(d_weak)}, strong {fmt_pp(d_strong)} {note}"
-    return _row(claim, blog, ours, verdict, rule)
+    weak, strong = est.injection_effect(cells, "default"), est.injection_effect(cells, "r1v")
+    ours = (f"injection - none on SuperCLEVR: weak {fmt_pp_estimate(weak, 'n/a')}, strong "
+            f"{fmt_pp_estimate(strong, 'n/a')}; |weak| - |strong| {fmt_pp_estimate(gap, 'n/a')} {interval_note(gap)}")
+    return _row(claim, blog, ours, sign_verdict(gap, +1), rule)
 
 
 # ---------------------------------------------------------------------------
@@ -324,11 +351,12 @@ def claims_table(baseline: pd.DataFrame, curves: pd.DataFrame, cells: pd.DataFra
     """All claims; columns ``claim, blog, ours, verdict, rule``; index ``key`` (a stable short name).
 
     ``base_eval`` is accepted for symmetry with the figures; the base model's digit rate comes from
-    ``baseline`` and falls back to ``base_eval``'s CLEVR digit rate when ``baseline`` lacks a prompt.
+    ``baseline`` and falls back to ``base_eval``'s CLEVR digit rate (and its n, for the Wilson interval) when
+    ``baseline`` is empty.
     """
     if (baseline is None or baseline.empty) and base_eval is not None and not base_eval.empty:
-        baseline = pd.DataFrame({"prompt": p, "digit_rate": base_value(base_eval, p, "clevr_digit_rate")}
-                                for p in ("default", "r1v"))
+        baseline = pd.DataFrame({"prompt": p, "digit_rate": base_value(base_eval, p, "clevr_digit_rate"),
+                                 "n": base_value(base_eval, p, "clevr_n")} for p in ("default", "r1v"))
     rows = {
         "baseline_prompts": claim_baseline(baseline),
         "sparse_signals": claim_sparse_signals(baseline, cells, threshold),

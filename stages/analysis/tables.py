@@ -8,12 +8,17 @@ per-step curves (rolling means, phase boundary) is in ``stages.analysis.dynamics
 Input frames (see the report stage): ``baseline`` (prompt, digit_rate, accuracy,
 accuracy_given_digit, n), ``curves`` (prompt, arm, strategy, seed, step, digit_rate,
 accuracy, mean_reward, injected_frac), ``cells`` (prompt, arm, strategy, seed, steps,
-steps_to_threshold, train_seconds, clevr_acc, clevr_digit_rate, superclevr_acc,
-superclevr_digit_rate), ``base_eval`` (prompt, clevr_acc, clevr_digit_rate,
-superclevr_acc, superclevr_digit_rate). ``arm`` is "inject" or "none".
+steps_to_threshold, train_seconds and the evaluation columns of
+:mod:`stages.analysis.estimates`: clevr_acc, clevr_digit_rate, clevr_n, clevr_pq,
+clevr_greedy_acc, clevr_greedy_n, the same for superclevr), ``base_eval`` (prompt and the
+same evaluation columns). ``arm`` is "inject" or "none".
 
-Spread convention: text shows mean ± sample standard deviation over seeds with n;
-figures draw min-max error bars.
+Intervals: every accuracy and digit rate in a table is shown with its 95% interval,
+``45.5% [38.6–52.4]`` (:mod:`stages.analysis.estimates`): over seeds and questions for a
+trained role, followed by the per-seed values when there are several ``(seeds 44.0, 47.0)``;
+over questions for the base model; Wilson for the baseline assessment. Steps to the
+threshold (per seed, no question noise) show mean ± sample standard deviation with the
+[min–max] range over seeds. Figures draw min-max error bars.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from stages.analysis import estimates as est
 from stages.analysis.blog_numbers import ARM_LABELS, BASELINE_STRENGTH, BLOG, PROMPT_LABELS, BlogValue
+from stages.analysis.estimates import Estimate
 from stages.grpo.advantages import signal_chance
 
 PROMPTS: tuple[str, ...] = ("default", "r1v")
@@ -189,6 +196,46 @@ def fmt_pp(x: float) -> str:
     return DASH if not np.isfinite(x) else f"{round(x * 100, 1) + 0.0:+.1f} pp"
 
 
+def fmt_interval(lo: float, hi: float) -> str:
+    """'[38.6–52.4]' (percent, the % sign left to the value before it); '[n/a]' when there is none."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "[n/a]"
+    return f"[{lo * 100:.1f}–{hi * 100:.1f}]"
+
+
+def fmt_estimate(e: Estimate, missing: str = NOT_RUN) -> str:
+    """'45.5% [38.6–52.4]'; with several seeds the per-seed values follow: '... (seeds 44.0, 47.0)'."""
+    if not e.ran:
+        return missing
+    text = f"{pct(e.value)} {fmt_interval(e.lo, e.hi)}"
+    if len(e.seeds) > 1:
+        text += " (seeds " + ", ".join(f"{v * 100:.1f}" for v in e.seeds) + ")"
+    return text
+
+
+def fmt_pp_estimate(e: Estimate, missing: str = DASH) -> str:
+    """'-5.0 pp [-9.8, -0.2]' for a difference of accuracies."""
+    if not e.ran:
+        return missing
+    if not e.has_interval:
+        return f"{fmt_pp(e.value)} [n/a]"
+    lo, hi = (f"{round(x * 100, 1) + 0.0:+.1f}" for x in (e.lo, e.hi))
+    return f"{fmt_pp(e.value)} [{lo}, {hi}]"
+
+
+def fmt_steps_spread(values: Iterable[float], missing: str = NOT_RUN) -> str:
+    """Steps to threshold over seeds: '92' for one seed, '155 ± 7 [150–160] (n=2)' for several (mean ± sd,
+    [min–max]); NaN means 'not reached' and is counted apart."""
+    vals = list(values)
+    s = summarize(vals)
+    if not vals or s.empty or s.n == 1:
+        return fmt_steps(vals, missing)
+    text = f"{fmt_int(s.mean)} ± {fmt_int(s.std)} [{fmt_int(s.lo)}–{fmt_int(s.hi)}] (n={s.n})"
+    if s.n_missing:
+        text += f"; not reached in {s.n_missing}/{len(vals)} seeds"
+    return text
+
+
 def blog_text(value: BlogValue | None) -> str:
     return DASH if value is None else value.display()
 
@@ -289,7 +336,7 @@ def reward_table() -> str:
 
 
 def baseline_table(baseline: pd.DataFrame) -> str:
-    """Base model per prompt: digit rate, accuracy, accuracy given a digit."""
+    """Base model per prompt: digit rate, accuracy, accuracy given a digit, each with its Wilson interval."""
     rows = []
     for prompt in prompts_in(baseline):
         r = select(baseline, prompt)
@@ -297,8 +344,8 @@ def baseline_table(baseline: pd.DataFrame) -> str:
         if r.empty and blog is None:
             continue
 
-        def ours(col: str, r: pd.DataFrame = r) -> str:
-            return NOT_RUN if r.empty or col not in r else pct(float(r[col].mean()))
+        def ours(col: str, prompt: str = prompt) -> str:
+            return fmt_estimate(est.baseline_estimate(baseline, prompt, col))
 
         n = NOT_RUN if r.empty or "n" not in r else fmt_int(float(r["n"].sum()))
         rows.append([
@@ -314,17 +361,29 @@ def baseline_table(baseline: pd.DataFrame) -> str:
 
 
 def signal_chance_table(measured_p: dict[str, float], group_size: int = BLOG.group_size,
-                        p_values: Sequence[float] = (0.05, 0.145, 0.30)) -> str:
-    """1-(1-p)^G at the blog's p values and at our measured digit rate per prompt."""
+                        p_values: Sequence[float] = (0.05, 0.145, 0.30),
+                        measured_ci: dict[str, tuple[float, float]] | None = None) -> str:
+    """1-(1-p)^G at the blog's p values and at our measured digit rate per prompt.
+
+    ``measured_ci``: prompt -> the 95% interval of its digit rate; 1-(1-p)^G rises with p, so the chance's
+    interval is the chance at the two bounds.
+    """
     blog = dict(BLOG.signal_chance)
+    ci = measured_ci or {}
     rows = []
     for p in p_values:
         b = blog.get(p)
         btext = DASH if b is None else (b.text if group_size == BLOG.group_size else f"{b.text} (at G={BLOG.group_size})")
         rows.append([f"blog p = {pct(p)}", pct(p), pct(signal_chance(p, group_size)), btext])
     for prompt, p in measured_p.items():
-        rows.append([f"ours: {prompt_label(prompt)}", pct(p),
-                     pct(signal_chance(p, group_size)) if np.isfinite(p) else DASH, DASH])
+        chance = pct(signal_chance(p, group_size)) if np.isfinite(p) else DASH
+        p_text = pct(p)
+        if prompt in ci and np.isfinite(p):
+            lo, hi = ci[prompt]
+            p_text += f" {fmt_interval(lo, hi)}"
+            chance += (f" {fmt_interval(signal_chance(lo, group_size), signal_chance(hi, group_size))}"
+                       if np.isfinite(lo) and np.isfinite(hi) else " [n/a]")
+        rows.append([f"ours: {prompt_label(prompt)}", p_text, chance, DASH])
     return md_table(["Digit rate source", "p", f"1-(1-p)^{group_size} (ours, computed)",
                      f"Blog (G={BLOG.group_size})"], rows)
 
@@ -339,13 +398,17 @@ def digit_rate_band(rate: float):
     return BLOG.digit_rate_bands[-1] if rate >= BLOG.digit_rate_bands[-1].low else BLOG.digit_rate_bands[0]
 
 
-def digit_rate_threshold_table(measured: dict[str, float]) -> str:
-    """The blog's digit-rate threshold table, marking where our prompts fall."""
+def digit_rate_threshold_table(measured: dict[str, float],
+                               measured_ci: dict[str, tuple[float, float]] | None = None) -> str:
+    """The blog's digit-rate threshold table, marking where our prompts fall (by the point estimate; the 95%
+    interval, when given, follows it)."""
+    ci = measured_ci or {}
     marks: dict[str, list[str]] = {}
     for prompt, rate in measured.items():
         band = digit_rate_band(rate)
         if band is not None:
-            marks.setdefault(band.label, []).append(f"{PROMPT_LABELS.get(prompt, prompt)} ({pct(rate)})")
+            shown = pct(rate) + (f" {fmt_interval(*ci[prompt])}" if prompt in ci else "")
+            marks.setdefault(band.label, []).append(f"{PROMPT_LABELS.get(prompt, prompt)} ({shown})")
     blog_marks: dict[str, list[str]] = {}
     for prompt, numbers in BLOG.baseline.items():
         band = digit_rate_band(numbers.digit_rate.value)
@@ -367,55 +430,73 @@ def _speedup(cells: pd.DataFrame, prompt: str) -> str:
     return "n/a"
 
 
+def _role(cells: pd.DataFrame | None, prompt: str, arm: str, ds: str, metric: str = "acc") -> str:
+    """A trained role's value on ``ds`` with its interval; greedy: '—' when the cells ran but greedy was not
+    measured."""
+    e = est.role_estimate(cells, prompt, arm, ds, metric)
+    if metric == "greedy_acc" and not e.ran and n_seeds(cells, prompt, arm):
+        return DASH
+    return fmt_estimate(e)
+
+
+def _base(base_eval: pd.DataFrame | None, prompt: str, ds: str, metric: str = "acc") -> str:
+    """The base model's value on ``ds`` with its interval ('—' for greedy not measured)."""
+    e = est.base_estimate(base_eval, prompt, ds, metric)
+    if metric == "greedy_acc" and not e.ran and not select(base_eval, prompt).empty:
+        return DASH
+    return fmt_estimate(e)
+
+
 def in_domain_table(cells: pd.DataFrame, threshold: float) -> str:
-    """Steps to threshold, final CLEVR accuracy and training time per prompt x arm."""
+    """Steps to threshold, final CLEVR accuracy (sampled and greedy) and training time per prompt x arm."""
     rows = []
     for prompt in prompts_in(cells):
         for arm in ARMS:
             blog = BLOG.arms.get((prompt, arm))
             rows.append([
                 PROMPT_LABELS.get(prompt, prompt), arm_label(arm, cells, prompt),
-                fmt_steps(cell_values(cells, prompt, arm, "steps_to_threshold")),
+                fmt_steps_spread(cell_values(cells, prompt, arm, "steps_to_threshold")),
                 blog_text(blog.steps_to_90 if blog else None),
-                fmt_pct(cell_values(cells, prompt, arm, "clevr_acc")),
+                _role(cells, prompt, arm, "clevr"), _role(cells, prompt, arm, "clevr", "greedy_acc"),
                 blog_text(blog.clevr_acc if blog else None),
                 fmt_durations(cell_values(cells, prompt, arm, "train_seconds")),
                 blog_text(blog.train_seconds if blog else None),
             ])
         rows.append([PROMPT_LABELS.get(prompt, prompt), "speed-up (none ÷ injection steps)", _speedup(cells, prompt),
-                     blog_text(BLOG.speedup.get(prompt)), "", "", "", ""])
+                     blog_text(BLOG.speedup.get(prompt)), "", "", "", "", ""])
     return md_table(["Prompt", "Arm", f"Steps to {_thr(threshold)} (ours)", "Steps to 90% (blog)",
-                     "Final CLEVR acc. (ours)", "Final CLEVR acc. (blog)", "Training time (ours)",
-                     "Training time (blog)"], rows, "llrrrrrr")
+                     "Final CLEVR acc. (ours)", "Greedy CLEVR acc. (ours)", "Final CLEVR acc. (blog)",
+                     "Training time (ours)", "Training time (blog)"], rows, "llrrrrrrr")
 
 
 def cross_domain_table(cells: pd.DataFrame, base_eval: pd.DataFrame) -> str:
-    """SuperCLEVR accuracy and number-present rate, base model and both arms, per prompt."""
+    """SuperCLEVR accuracy (sampled and greedy) and number-present rate, base model and both arms, per prompt,
+    and injection - none with its interval (paired by question when the metrics allow)."""
     rows = []
     for prompt in prompts_in(cells, base_eval):
         bblog = BLOG.base_eval.get(prompt)
-        b = select(base_eval, prompt)
         rows.append([
             PROMPT_LABELS.get(prompt, prompt), "base model",
-            NOT_RUN if b.empty else pct(base_value(base_eval, prompt, "superclevr_acc")),
+            _base(base_eval, prompt, "superclevr"), _base(base_eval, prompt, "superclevr", "greedy_acc"),
             blog_text(bblog.superclevr_acc if bblog else None),
-            NOT_RUN if b.empty else pct(base_value(base_eval, prompt, "superclevr_digit_rate")),
+            _base(base_eval, prompt, "superclevr", "digit_rate"),
             blog_text(bblog.superclevr_digit_rate if bblog else None),
         ])
         for arm in ARMS:
             blog = BLOG.arms.get((prompt, arm))
             rows.append([
                 PROMPT_LABELS.get(prompt, prompt), arm_label(arm, cells, prompt),
-                fmt_pct(cell_values(cells, prompt, arm, "superclevr_acc")),
+                _role(cells, prompt, arm, "superclevr"), _role(cells, prompt, arm, "superclevr", "greedy_acc"),
                 blog_text(blog.superclevr_acc if blog else None),
-                fmt_pct(cell_values(cells, prompt, arm, "superclevr_digit_rate")),
+                _role(cells, prompt, arm, "superclevr", "digit_rate"),
                 blog_text(blog.superclevr_digit_rate if blog else None),
             ])
-        diff, _, _ = injection_effect(cells, prompt)
-        rows.append([PROMPT_LABELS.get(prompt, prompt), "injection − no injection", fmt_pp(diff),
+        rows.append([PROMPT_LABELS.get(prompt, prompt), "injection − no injection",
+                     fmt_pp_estimate(est.injection_effect(cells, prompt)),
+                     fmt_pp_estimate(est.injection_effect(cells, prompt, metric="greedy_acc")),
                      blog_text(BLOG.injection_effect_superclevr.get(prompt)), "", ""])
-    return md_table(["Prompt", "Model", "SuperCLEVR acc. (ours)", "SuperCLEVR acc. (blog)",
-                     "Number present (ours)", "Number present (blog)"], rows, "llrrrr")
+    return md_table(["Prompt", "Model", "SuperCLEVR acc. (ours)", "Greedy SuperCLEVR acc. (ours)",
+                     "SuperCLEVR acc. (blog)", "Number present (ours)", "Number present (blog)"], rows, "llrrrrr")
 
 
 def r1v_tables(cells: pd.DataFrame, base_eval: pd.DataFrame, threshold: float) -> str:
@@ -425,48 +506,127 @@ def r1v_tables(cells: pd.DataFrame, base_eval: pd.DataFrame, threshold: float) -
     for arm in ARMS:
         blog = BLOG.arms[(prompt, arm)]
         dyn.append([f"R1V + {arm_label(arm, cells, prompt)}",
-                    fmt_steps(cell_values(cells, prompt, arm, "steps_to_threshold")), blog.steps_to_90.display(),
-                    fmt_pct(cell_values(cells, prompt, arm, "clevr_acc")), blog.clevr_acc.display(),
+                    fmt_steps_spread(cell_values(cells, prompt, arm, "steps_to_threshold")), blog.steps_to_90.display(),
+                    _role(cells, prompt, arm, "clevr"), _role(cells, prompt, arm, "clevr", "greedy_acc"),
+                    blog.clevr_acc.display(),
                     fmt_steps(cell_values(cells, prompt, arm, "steps")), blog.steps_trained.display()])
-    transfer = [["R1V base model",
-                 NOT_RUN if select(base_eval, prompt).empty else pct(base_value(base_eval, prompt, "superclevr_acc")),
-                 BLOG.base_eval[prompt].superclevr_acc.display()]]
+    transfer = [["R1V base model", _base(base_eval, prompt, "superclevr"),
+                 _base(base_eval, prompt, "superclevr", "greedy_acc"), BLOG.base_eval[prompt].superclevr_acc.display()]]
     for arm in ARMS:
-        transfer.append([f"R1V + {arm_label(arm, cells, prompt)}",
-                         fmt_pct(cell_values(cells, prompt, arm, "superclevr_acc")),
+        transfer.append([f"R1V + {arm_label(arm, cells, prompt)}", _role(cells, prompt, arm, "superclevr"),
+                         _role(cells, prompt, arm, "superclevr", "greedy_acc"),
                          BLOG.arms[(prompt, arm)].superclevr_acc.display()])
     return ("**R1V training dynamics (CLEVR)**\n\n"
             + md_table(["Condition", f"Steps to {_thr(threshold)} (ours)", "Steps to 90% (blog)",
-                        "Final CLEVR acc. (ours)", "Final CLEVR acc. (blog)", "Steps trained (ours)",
-                        "Steps trained (blog)"], dyn, "lrrrrrr")
+                        "Final CLEVR acc. (ours)", "Greedy CLEVR acc. (ours)", "Final CLEVR acc. (blog)",
+                        "Steps trained (ours)", "Steps trained (blog)"], dyn, "lrrrrrrr")
             + "\n**R1V cross-domain transfer (SuperCLEVR)**\n\n"
-            + md_table(["Condition", "SuperCLEVR acc. (ours)", "SuperCLEVR acc. (blog)"], transfer, "lrr"))
+            + md_table(["Condition", "SuperCLEVR acc. (ours)", "Greedy SuperCLEVR acc. (ours)",
+                        "SuperCLEVR acc. (blog)"], transfer, "lrrr"))
 
 
 def complete_results_table(cells: pd.DataFrame, base_eval: pd.DataFrame) -> str:
-    """Baseline | Injection | CLEVR | SuperCLEVR | Steps, ours beside the blog's."""
+    """Baseline | Injection | CLEVR | SuperCLEVR | Steps, ours (sampled with its interval, and greedy) beside the
+    blog's."""
     rows = []
     for prompt in prompts_in(cells, base_eval):
         bblog = BLOG.base_eval.get(prompt)
-        rate = base_value(base_eval, prompt, "clevr_digit_rate")
+        rate = est.base_estimate(base_eval, prompt, "clevr", "digit_rate")
         strength = BASELINE_STRENGTH.get(prompt, "?").capitalize()
-        baseline = (f"{strength}: {PROMPT_LABELS.get(prompt, prompt)} (ours {pct(rate)}, "
+        ours_rate = f"{pct(rate.value)} {fmt_interval(rate.lo, rate.hi)}" if rate.ran else DASH
+        baseline = (f"{strength}: {PROMPT_LABELS.get(prompt, prompt)} (ours {ours_rate}, "
                     f"blog {bblog.clevr_digit_rate.text if bblog else DASH})")
-        has_base = not select(base_eval, prompt).empty
         rows.append([baseline, "base model",
-                     pct(base_value(base_eval, prompt, "clevr_acc")) if has_base else NOT_RUN,
+                     _base(base_eval, prompt, "clevr"), _base(base_eval, prompt, "clevr", "greedy_acc"),
                      blog_text(bblog.clevr_acc if bblog else None),
-                     pct(base_value(base_eval, prompt, "superclevr_acc")) if has_base else NOT_RUN,
+                     _base(base_eval, prompt, "superclevr"), _base(base_eval, prompt, "superclevr", "greedy_acc"),
                      blog_text(bblog.superclevr_acc if bblog else None), "0", "0"])
         for arm in ARMS:
             blog = BLOG.arms.get((prompt, arm))
             yes = "Yes" + (f" ({'+'.join(strategies(cells, prompt))})" if strategies(cells, prompt) else "")
             rows.append([baseline, yes if arm == "inject" else "No",
-                         fmt_pct(cell_values(cells, prompt, arm, "clevr_acc")),
+                         _role(cells, prompt, arm, "clevr"), _role(cells, prompt, arm, "clevr", "greedy_acc"),
                          blog_text(blog.clevr_acc if blog else None),
-                         fmt_pct(cell_values(cells, prompt, arm, "superclevr_acc")),
+                         _role(cells, prompt, arm, "superclevr"), _role(cells, prompt, arm, "superclevr", "greedy_acc"),
                          blog_text(blog.superclevr_acc if blog else None),
                          fmt_steps(cell_values(cells, prompt, arm, "steps")),
                          blog_text(blog.steps_trained if blog else None)])
-    return md_table(["Baseline", "Injection", "CLEVR (ours)", "CLEVR (blog)", "SuperCLEVR (ours)",
-                     "SuperCLEVR (blog)", "Steps (ours)", "Steps (blog)"], rows, "llrrrrrr")
+    return md_table(["Baseline", "Injection", "CLEVR (ours)", "CLEVR greedy (ours)", "CLEVR (blog)",
+                     "SuperCLEVR (ours)", "SuperCLEVR greedy (ours)", "SuperCLEVR (blog)", "Steps (ours)",
+                     "Steps (blog)"], rows, "llrrrrrrrr")
+
+
+# ---------------------------------------------------------------------------
+# premises: the base model against the blog's
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Premise:
+    """One property of the base model the study rests on, where ours is measured, and what calibrates it."""
+
+    label: str
+    blog: BlogValue
+    source: str  # "baseline": the baseline assessment (metrics/baseline.json); else an eval dataset
+    prompt: str
+    metric: str  # a baseline column (source "baseline") or an estimates metric ("acc", "digit_rate")
+    params: tuple[str, ...]  # fetch_model params that set it in the mini world (stages/fetch_model.py)
+
+
+# The blog's numbers: 001's baseline table (CLEVR, 1,000 questions) and its transfer table (SuperCLEVR base
+# model, 200 questions); see blog_numbers.py. The params: fetch_model.pretrain_text / default_digit_chance
+# draw each SFT answer's format and count from them.
+PREMISES: tuple[Premise, ...] = (
+    Premise("CLEVR, default prompt: digit rate", BLOG.baseline["default"].digit_rate, "baseline", "default",
+            "digit_rate", ("default_digit_frac", "default_digit_max_count", "default_digit_frac_above")),
+    Premise("CLEVR, default prompt: accuracy given a digit", BLOG.baseline["default"].accuracy_given_digit,
+            "baseline", "default", "accuracy_given_digit",
+            ("default_digit_noise", "default_digit_max_count", "default_digit_frac_above", "default_digit_noise_above")),
+    Premise("CLEVR, default prompt: accuracy", BLOG.baseline["default"].accuracy, "baseline", "default", "accuracy",
+            ("default_digit_frac", "default_digit_max_count", "default_digit_noise", "default_digit_frac_above",
+             "default_digit_noise_above")),
+    Premise("CLEVR, R1V prompt: digit rate", BLOG.baseline["r1v"].digit_rate, "baseline", "r1v", "digit_rate",
+            ("r1v_frac",)),
+    Premise("CLEVR, R1V prompt: accuracy", BLOG.baseline["r1v"].accuracy, "baseline", "r1v", "accuracy",
+            ("r1v_answer_noise", "r1v_frac")),
+    Premise("SuperCLEVR, default prompt: accuracy", BLOG.base_eval["default"].superclevr_acc, "superclevr",
+            "default", "acc", ("superclevr_default_digit_frac", "default_digit_noise", "superclevr_frac")),
+    Premise("SuperCLEVR, default prompt: number present", BLOG.base_eval["default"].superclevr_digit_rate,
+            "superclevr", "default", "digit_rate", ("superclevr_default_digit_frac", "superclevr_frac")),
+    Premise("SuperCLEVR, R1V prompt: accuracy", BLOG.base_eval["r1v"].superclevr_acc, "superclevr", "r1v", "acc",
+            ("superclevr_r1v_answer_noise", "r1v_frac", "superclevr_frac")),
+)
+CALIBRATION_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for premise in PREMISES for p in premise.params))
+
+
+def premise_estimate(premise: Premise, baseline: pd.DataFrame | None, base_eval: pd.DataFrame | None) -> Estimate:
+    if premise.source == "baseline":
+        return est.baseline_estimate(baseline, premise.prompt, premise.metric)
+    return est.base_estimate(base_eval, premise.prompt, premise.source, premise.metric)
+
+
+def within_reach(blog: BlogValue, e: Estimate) -> str:
+    """Within reach: 'yes' when the blog's number lies inside our 95% interval, 'no' when outside, 'n/a' without one."""
+    inside = e.contains(blog.value)
+    return "n/a" if inside is None else "yes" if inside else "no"
+
+
+def premises_table(baseline: pd.DataFrame | None, base_eval: pd.DataFrame | None,
+                   calibration: dict[str, float] | None) -> str:
+    """The base model's premises, ours (95% interval) beside the blog's, and the params that calibrate each.
+
+    ``calibration``: fetch_model param -> value (the mini profile's pretraining mix); None under the blog
+    profile, whose base model is the real one.
+    """
+    rows = []
+    for premise in PREMISES:
+        e = premise_estimate(premise, baseline, base_eval)
+        if calibration is None:
+            by = f"{DASH} (the real model)"
+        else:
+            by = ", ".join(f"{name} = {calibration[name]:g}" for name in premise.params if name in calibration)
+        where = ("baseline assessment" if premise.source == "baseline" else f"{premise.source} eval of the base model")
+        rows.append([premise.label, premise.blog.display(), fmt_estimate(e), where, by or DASH,
+                     within_reach(premise.blog, e)])
+    return md_table(["Premise", "Blog", "Ours (95% interval)", "Measured by", "Calibrated by (fetch_model)",
+                     "Within reach?"], rows, "llrllc")

@@ -1,6 +1,7 @@
 """Scoring a model on counting questions: the shared core of ``baseline_assess`` and the two evaluations.
 
-A question is answered once; the answer is scored with the training reward (+1 correct, 0 wrong number,
+A question is answered ``eval.samples_per_question`` times (sampled) and, with ``eval.greedy``, once greedily;
+each answer is scored with the training reward (+1 correct, 0 wrong number,
 -1 no number).  Metrics: number-present (digit) rate, accuracy, accuracy given a number, accuracy per true
 count.  Decoding is a parameter (``eval.do_sample``, temperature, top_p); the report states it.
 """
@@ -53,6 +54,20 @@ def score(answers: pd.DataFrame) -> dict:
         "accuracy_given_digit": float(correct[has_digit].mean()) if has_digit.any() else 0.0,
         "accuracy_by_count": {str(int(k)): float(v) for k, v in per_count.items()},
     }
+
+
+def per_question(answers: pd.DataFrame) -> dict:
+    """Per question (in row order): how many of its sampled answers were right and how many held a number.
+
+    What the report's intervals resample: questions are the unit (their answers are not independent), so a
+    bootstrap over questions carries both the sampling noise and the luck of which questions were asked.
+    """
+    g = answers.assign(correct=answers["reward"] == 1, digit=answers["reward"] != -1).groupby("row", sort=True)
+    samples = g.size()
+    if samples.nunique() > 1:
+        raise ValueError("per_question: questions have different numbers of answers")
+    return {"rows": [int(r) for r in samples.index], "samples": int(samples.iloc[0]) if len(samples) else 0,
+            "correct": [int(c) for c in g["correct"].sum()], "digit": [int(c) for c in g["digit"].sum()]}
 
 
 def signal_chance(p: float, group_size: int) -> float:

@@ -176,7 +176,7 @@ def test_lora_kill_and_resume_equals_a_straight_run(world, tmp_path, monkeypatch
     # the eval stage reads the merged model as it reads a full fine-tune's
     from stages import evaluate
 
-    small_eval = dataclasses.replace(cfg.eval, clevr_questions=2, batch_size=2, max_new_tokens=8)
+    small_eval = dataclasses.replace(cfg.eval, clevr_questions=2, batch_size=2, max_new_tokens=8, greedy=False)
     result = evaluate.main(dataclasses.replace(cfg, eval=small_eval), "clevr", "default",
                            tmp_path / "straight" / "model", world[0] / "data", tmp_path / "eval.json",
                            tmp_path / "answers.jsonl")

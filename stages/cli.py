@@ -145,7 +145,7 @@ def launch_command(argv: list[str], num_processes: int) -> list[str]:
 def train(
     cell: Annotated[str, typer.Argument(help="The grid cell PROMPT-ROLE-SEED, e.g. default-inject-0 (role: none, inject).")],
     strategy: Annotated[str | None, typer.Option(help="The injection strategy of an inject cell: stochastic, ensure_one, "
-                                                       "decay, adaptive. Default: params `injection` (as dvc.yaml runs "
+                                                       "decay, cosine, fixed, adaptive. Default: params `injection` (as dvc.yaml runs "
                                                        "it), validated with the other params.")] = None,
     base: BaseOpt = Path("models/base"),
     data: DataOpt = Path("data/datasets"),

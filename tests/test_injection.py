@@ -16,6 +16,7 @@ from stages.grpo.injection import (
     InjectionParams,
     apply_injection,
     choose_injected,
+    cosine_injection_rate,
     injection_rate,
 )
 from stages.grpo.rewards import count_reward
@@ -76,7 +77,7 @@ def test_params_reject_rates_outside_unit_interval() -> None:
 
 
 def test_registry_names() -> None:
-    assert STRATEGY_NAMES == ("none", "stochastic", "ensure_one", "decay", "adaptive")
+    assert STRATEGY_NAMES == ("none", "stochastic", "ensure_one", "decay", "cosine", "fixed", "adaptive")
     assert set(STRATEGIES) == set(STRATEGY_NAMES)
 
 
@@ -85,7 +86,8 @@ def test_unknown_name_lists_registered_strategies() -> None:
         choose_injected("always", context(), BLOG, random.Random(0))
     message = str(error.value)
     assert "\n" not in message
-    assert message == ("unknown injection strategy 'always'; registered: none, stochastic, ensure_one, decay, adaptive")
+    assert message == ("unknown injection strategy 'always'; registered: none, stochastic, ensure_one, decay, cosine, "
+                       "fixed, adaptive")
 
 
 def test_none_never_injects() -> None:
@@ -232,3 +234,56 @@ def test_apply_injection_rejects_inconsistent_inputs() -> None:
         apply_injection(["a", "b"], [0], [], "1", reward_fn)
     with pytest.raises(ValueError, match=r"outside \[0, 2\)"):
         apply_injection(["a", "b"], [0, 0], [2], "1", reward_fn)
+
+
+# cosine and fixed --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 0.8),  # window 0.7 * 100 = 70 steps; cos(0) = 1 -> the initial rate
+        (35, 0.4),  # mid-window: 0.5 * (1 + cos(pi / 2)) = 0.5 -> 0.8 * 0.5
+        # step 14: 0.5 * (1 + cos(pi / 5)) = 0.5 * (1 + 0.809017) = 0.904508 -> 0.8 * 0.904508 = 0.723607
+        (14, 0.723607),
+        (56, 0.076393),  # step 56 = 4/5 of the window: 0.5 * (1 + cos(4 pi / 5)) = 0.095492 -> 0.076393
+        (70, 0.0),  # end of the window and after: the final rate
+        (99, 0.0),
+    ],
+)
+def test_cosine_rate_is_a_half_cosine_over_the_window(step: int, expected: float) -> None:
+    assert cosine_injection_rate(step, 100, BLOG) == pytest.approx(expected, abs=1e-6)
+    # stays above the linear schedule in the window's first half, below it in the second
+    if 0 < step < 35:
+        assert cosine_injection_rate(step, 100, BLOG) > injection_rate(step, 100, BLOG)
+    if 35 < step < 70:
+        assert cosine_injection_rate(step, 100, BLOG) < injection_rate(step, 100, BLOG)
+
+
+def test_cosine_with_a_final_rate_and_an_empty_window() -> None:
+    params = InjectionParams(decay_initial_rate=0.6, decay_final_rate=0.2)
+    assert cosine_injection_rate(35, 100, params) == pytest.approx(0.4)  # the mean of 0.6 and 0.2 at mid-window
+    assert cosine_injection_rate(0, 0, params) == pytest.approx(0.2)
+
+
+def test_cosine_injects_at_its_rate_and_never_all() -> None:
+    # step 35 of 100: rate 0.4; over 500 groups of 8 about 40% of samples
+    picks = [choose_injected("cosine", context(8, step=35), BLOG, random.Random(seed)) for seed in SEEDS]
+    share = sum(len(p) for p in picks) / (8 * len(picks))
+    assert 0.37 < share < 0.43
+    assert all(choose_injected("cosine", context(8, step=70), BLOG, random.Random(s)) == [] for s in range(50))
+
+
+@pytest.mark.parametrize(("count", "group_size", "expected"), [(1, 8, 1), (3, 8, 3), (8, 8, 7), (20, 4, 3), (1, 2, 1)])
+def test_fixed_injects_exactly_its_count_capped_at_g_minus_one(count: int, group_size: int, expected: int) -> None:
+    params = InjectionParams(fixed_count=count)
+    for seed in range(50):
+        picked = choose_injected("fixed", context(group_size, step=seed), params, random.Random(seed))
+        assert len(picked) == expected and len(set(picked)) == expected
+    # whatever the group's rewards and the step: the count never changes
+    assert len(choose_injected("fixed", context(8, rewards=(1,) * 8, step=99), params, random.Random(0))) == min(count, 7)
+
+
+def test_fixed_count_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="fixed_count = 0 is invalid: must be >= 1"):
+        InjectionParams(fixed_count=0)

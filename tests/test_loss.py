@@ -203,3 +203,34 @@ def test_invalid_arguments(kwargs: dict, message: str) -> None:
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         grpo_loss(**arguments)
+
+
+def test_policy_shaping_weighs_injected_tokens_by_p_over_p_plus_gamma() -> None:
+    # Row 0 is injected (shaped), row 1 is the policy's own. gamma = 0.1, A = (+1, -1), one token each.
+    # Row 0: p = exp(log 0.5) = 0.5, objective f(p) * A = 0.5 / 0.6 = 0.833333, so its loss is -0.833333
+    #   and d loss / d logp = -(1/B) * gamma * p / (p + gamma)^2 = -(1/2) * 0.1 * 0.5 / 0.36 = -0.069444
+    #   (not clipped: old_logp is far off, yet the gradient is not zero).
+    # Row 1: ratio 1 -> objective -1, loss +1, gradient +1/2.
+    logp = torch.tensor([[math.log(0.5)], [-0.2]], requires_grad=True)
+    old_logp = torch.tensor([[math.log(0.05)], [-0.2]])  # row 0's ratio 10 would be clipped without shaping
+    advantages = torch.tensor([1.0, -1.0])
+    mask = torch.ones(2, 1)
+    shaped = torch.tensor([True, False])
+    loss, _ = grpo_loss(logp, old_logp, advantages, mask, shaped=shaped, shaping_gamma=0.1)
+    assert loss.item() == pytest.approx((-0.5 / 0.6 + 1.0) / 2)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.5 * 0.1 * 0.5 / 0.36], [0.5]]))
+
+
+def test_shaping_off_or_without_shaped_rows_is_the_clipped_loss() -> None:
+    logp = torch.tensor([[-0.1, -0.3], [-1.0, -0.2]])
+    old_logp = torch.tensor([[-0.4, -0.3], [-0.5, -0.9]])
+    advantages, mask = torch.tensor([0.7, -1.2]), torch.tensor([[1, 1], [1, 0]])
+    plain, _ = grpo_loss(logp, old_logp, advantages, mask)
+    for shaped, gamma in ((torch.tensor([True, True]), 0.0), (torch.tensor([False, False]), 0.1), (None, 0.1)):
+        same, _ = grpo_loss(logp, old_logp, advantages, mask, shaped=shaped, shaping_gamma=gamma)
+        assert same.item() == plain.item()
+    with pytest.raises(ValueError, match="shaping_gamma must be >= 0"):
+        grpo_loss(logp, old_logp, advantages, mask, shaping_gamma=-0.1)
+    with pytest.raises(ValueError, match=r"shaped must be \(2,\)"):
+        grpo_loss(logp, old_logp, advantages, mask, shaped=torch.tensor([True]), shaping_gamma=0.1)

@@ -16,6 +16,15 @@ the replacement and rescoring. Strategies are registered by name for params.yaml
   blog's suggested hybrid (001, "Step 4: Consider Hybrid Approaches").
 * ``adaptive``: ``stochastic`` until the policy's rolling digit rate reaches a threshold,
   then ``none`` (an extension: stop guiding once the format is learned).
+* ``fixed``: the same ``fixed_count`` random samples of every group (at most G-1); 1 of 8 is
+  the recipe of LUFFY ("Learning to Reason under Off-Policy Guidance", arXiv 2504.14945).
+* ``cosine``: as ``decay``, but the rate follows a half cosine from the initial to the final
+  rate over the decay window (the schedules of UFT, arXiv 2505.16984, and Prefix-RFT,
+  arXiv 2507.01679): it stays high longer, then falls faster.
+
+How the injected samples enter the loss is a separate knob, combinable with any strategy:
+``shaping_gamma`` > 0 replaces their clipped ratio by LUFFY's policy shaping
+(:func:`stages.grpo.loss.grpo_loss`).
 
 Every strategy leaves at least one policy sample in the group: a fully injected group
 would have all rewards +1, zero std, and no learning signal (001, "The critical constraint").
@@ -23,6 +32,7 @@ would have all rewards +1, zero std, and no learning signal (001, "The critical 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -53,6 +63,8 @@ class InjectionParams:
     decay_final_rate: float = _knob(0.0, min=0, max=1)  # blog get_injection_rate: final_rate
     decay_fraction: float = _knob(0.7, gt=0, max=1)  # decay over the first 70% of steps
     adaptive_threshold: float = _knob(0.9, min=0, max=1)  # adaptive: switch off once rolling digit rate >= this
+    fixed_count: int = _knob(1, min=1)  # fixed: injected samples per group (capped at G-1); LUFFY: 1 of 8
+    shaping_gamma: float = _knob(0.0, min=0)  # > 0: injected tokens weigh p / (p + gamma) (LUFFY, gamma 0.1); 0: off
 
     def __post_init__(self) -> None:
         """Reject knobs outside their range with a one-line message naming the knob."""
@@ -112,6 +124,26 @@ def injection_rate(step: int, total_steps: int, params: InjectionParams) -> floa
     return params.decay_initial_rate * (1 - progress) + params.decay_final_rate * progress
 
 
+def cosine_injection_rate(step: int, total_steps: int, params: InjectionParams) -> float:
+    """Half-cosine decay from the initial to the final rate over the first ``decay_fraction * total_steps``
+    steps, then the final rate: initial at step 0, their mean at mid-window, final at its end."""
+    decay_steps = params.decay_fraction * total_steps
+    if decay_steps <= 0 or step >= decay_steps:
+        return params.decay_final_rate
+    weight = 0.5 * (1 + math.cos(math.pi * step / decay_steps))  # 1 -> 0 over the window
+    return params.decay_final_rate + (params.decay_initial_rate - params.decay_final_rate) * weight
+
+
+def _each_with_probability(rate: float, group_size: int, rng: random.Random) -> list[int]:
+    """Each of G samples independently with probability ``rate``; if all G were drawn one (at random) is given
+    back to the policy. One uniform draw per sample whatever the rate: a seeded run consumes the rng alike."""
+    draws = [rng.random() for _ in range(group_size)]  # (G,)
+    injected = [index for index, draw in enumerate(draws) if draw < rate]
+    if len(injected) == group_size:
+        injected.pop(rng.randrange(group_size))
+    return injected
+
+
 @_register("none")
 def inject_none(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
     """Never inject: pure GRPO, every sample is the policy's own."""
@@ -135,18 +167,20 @@ def inject_ensure_one(ctx: GroupContext, params: InjectionParams, rng: random.Ra
 
 @_register("decay")
 def inject_decay(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
-    """Inject each sample independently with probability ``injection_rate(step)``.
+    """Inject each sample independently with probability ``injection_rate(step)`` (linear decay), never all G."""
+    return _each_with_probability(injection_rate(ctx.step, ctx.total_steps, params), ctx.group_size, rng)
 
-    If every sample was drawn, one of them (chosen at random) is given back to the policy,
-    so that the group keeps reward variance. One uniform draw per sample is made whatever
-    the rate, so a seeded run consumes the rng identically at every step.
-    """
-    rate = injection_rate(ctx.step, ctx.total_steps, params)
-    draws = [rng.random() for _ in range(ctx.group_size)]  # (G,)
-    injected = [index for index, draw in enumerate(draws) if draw < rate]
-    if len(injected) == ctx.group_size:
-        injected.pop(rng.randrange(ctx.group_size))
-    return injected
+
+@_register("cosine")
+def inject_cosine(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """Inject each sample independently with probability ``cosine_injection_rate(step)``, never all G."""
+    return _each_with_probability(cosine_injection_rate(ctx.step, ctx.total_steps, params), ctx.group_size, rng)
+
+
+@_register("fixed")
+def inject_fixed(ctx: GroupContext, params: InjectionParams, rng: random.Random) -> list[int]:
+    """``fixed_count`` distinct random samples of every group, capped at G-1 (one stays the policy's own)."""
+    return sorted(rng.sample(range(ctx.group_size), min(params.fixed_count, ctx.group_size - 1)))
 
 
 @_register("adaptive")

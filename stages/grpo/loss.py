@@ -60,6 +60,8 @@ def grpo_loss(
     clip_eps: float = 0.2,
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    shaped: torch.Tensor | None = None,
+    shaping_gamma: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped GRPO loss to minimise, and detached statistics for the logs.
 
@@ -71,6 +73,14 @@ def grpo_loss(
         clip_eps: PPO's clip range epsilon.
         ref_logp: (B, T) log-probs under the frozen reference model, or None.
         kl_coef: weight of the k3 penalty; > 0 requires ``ref_logp``.
+        shaped: (B,) bool, the rows whose tokens are policy-shaped (the injected, off-policy
+            completions), or None.
+        shaping_gamma: LUFFY's policy shaping (arXiv 2504.14945, "regularized importance
+            sampling") when > 0: on a shaped row the token's objective is f(p) * A with
+            p = exp(logp) and f(p) = p / (p + gamma), not clipped. Its gradient,
+            gamma / (p + gamma)^2 * dp, stays large on tokens the policy finds unlikely, where
+            the clipped ratio (old_logp of an injected row is the policy's own) would let
+            learning of the guidance concentrate on tokens it already predicts. 0: off.
 
     Returns:
         loss: scalar; mean over sequences of each sequence's mean per-token loss. A sequence
@@ -96,6 +106,10 @@ def grpo_loss(
         raise ValueError(f"clip_eps must be in [0, 1), got {clip_eps}")
     if kl_coef < 0:
         raise ValueError(f"kl_coef must be >= 0, got {kl_coef}")
+    if shaping_gamma < 0:
+        raise ValueError(f"shaping_gamma must be >= 0, got {shaping_gamma}")
+    if shaped is not None and shaped.shape != logp.shape[:1]:
+        raise ValueError(f"shaped must be ({logp.shape[0]},), got {tuple(shaped.shape)}")
     if kl_coef > 0 and ref_logp is None:
         raise ValueError(f"kl_coef={kl_coef} > 0 needs ref_logp (the reference model's log-probs)")
 
@@ -111,6 +125,10 @@ def grpo_loss(
     unclipped = ratio * advantages  # (B, T)
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages  # (B, T)
     per_token_loss = -torch.minimum(unclipped, clipped)  # (B, T)
+    if shaped is not None and shaping_gamma > 0 and bool(shaped.any()):
+        prob = torch.exp(logp)  # (B, T) pi_theta of each token
+        shaped_loss = -(prob / (prob + shaping_gamma)) * advantages  # (B, T)
+        per_token_loss = torch.where(shaped.to(torch.bool).unsqueeze(1), shaped_loss, per_token_loss)
 
     per_token_kl = None
     if ref_logp is not None:

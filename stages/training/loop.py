@@ -307,6 +307,7 @@ class GRPOTrainer:
         stats = {"clip_frac": [], "grad_norm": [], "loss": [], "ratio_mean": []}
         self.model.train()
         dev = self.acc.device
+        shaped = torch.tensor(ro.is_injected, dtype=torch.bool, device=dev)  # (N,) policy-shaped rows, if on
         for _ in range(self.p.epochs):
             with self.timer("train_forward_backward"):
                 with self.compute():
@@ -315,7 +316,8 @@ class GRPOTrainer:
                 ref = None if ro.ref_logp is None or self.p.kl_coef == 0 else ro.ref_logp.to(dev)
                 loss, st = grpo_loss(logp.float(), ro.old_logp.to(dev), ro.advantages.to(dev),
                                      ro.completion_mask.to(dev), clip_eps=self.p.clip_eps, ref_logp=ref,
-                                     kl_coef=self.p.kl_coef)
+                                     kl_coef=self.p.kl_coef, shaped=shaped,
+                                     shaping_gamma=self.injection_params.shaping_gamma)
                 if self.any_rank(not bool(torch.isfinite(loss))):
                     raise NonFiniteError(f"step {step}: the loss is not finite ({loss.item()} on this rank); "
                                          "stopping (the last checkpoint is intact)")

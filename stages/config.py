@@ -129,6 +129,8 @@ class TrainParams:
     checkpoint_every: int = _f(25, min=1)
     accuracy_threshold: float = _f(0.9, gt=0, max=1)
     rolling_window: int = _f(20, min=1)
+    probe_every: int = _f(0, min=0)  # > 0: every N steps, the policy answers a fixed SuperCLEVR probe (0: off)
+    probe_questions: int = _f(50, min=1)  # the probe: the first N SuperCLEVR questions, sampled as in training
     precision: str = _f("fp32", choices=PRECISIONS)
     num_processes: int = _f(1, min=1)  # > 1: `vlm-grpo train` relaunches itself under torch.distributed.run (DDP)
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~1/3 more compute

@@ -48,6 +48,8 @@ LIVE_KEYS = {
     "losses/clip_frac": "clip_frac",
     "losses/kl": "kl",
     "losses/grad_norm": "grad_norm",
+    "probe/superclevr_digit_rate": "probe_digit_rate",  # every train.probe_every steps (NaN, not logged, between)
+    "probe/superclevr_accuracy": "probe_accuracy",
 }
 
 
@@ -89,6 +91,32 @@ def _log_record(live, rec: dict) -> None:
     live.next_step()
 
 
+def load_probe(cfg: Config, data_dir: Path) -> list:
+    """The fixed cross-domain probe: the first ``train.probe_questions`` SuperCLEVR questions ([] when off)."""
+    if cfg.train.probe_every == 0:
+        return []
+    split = load_counting_split(data_dir / "superclevr", "superclevr")
+    return [split[i] for i in range(min(cfg.train.probe_questions, len(split)))]
+
+
+def probe(trainer: GRPOTrainer, questions: list, cfg: Config, step: int) -> dict[str, float]:
+    """Digit rate and accuracy of the policy on the probe, sampled as in training with a seed fixed by the step.
+
+    Runs in a forked RNG: the training's own draws are seeded per step and row, and stay untouched.
+    """
+    from stages.counting.scoring import answer_questions, score
+
+    t = cfg.train
+    was_training = trainer.policy.training
+    with torch.random.fork_rng(devices=[]), trainer.compute():
+        answers = answer_questions(trainer.policy, trainer.processor, questions, trainer.style,
+                                   batch_size=len(questions), max_new_tokens=t.max_new_tokens, do_sample=True,
+                                   temperature=t.temperature, top_p=t.top_p, seed=step, desc="probe superclevr")
+    trainer.policy.train(was_training)
+    m = score(answers)
+    return {"probe_digit_rate": m["digit_rate"], "probe_accuracy": m["accuracy"]}
+
+
 def trainer_params(cfg: Config) -> dict:
     """The params the trainer reads (what a checkpoint must have been made with)."""
     return {"train": dataclasses.asdict(cfg.train), "injection_params": dataclasses.asdict(cfg.injection_params)}
@@ -104,6 +132,7 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
     if not (base_dir / "config.json").is_file():
         raise InputError(f"{base_dir}: no base model found; run `dvc repro fetch_model` first")
     examples = load_counting_split(data_dir / "clevr" / "train", "clevr")
+    probe_questions = load_probe(cfg, data_dir)
     torch.manual_seed(seed)
     # this process's GPU under a launcher (cuda:LOCAL_RANK). Not accelerate's PartialState: a process group made
     # before from_pretrained makes save_pretrained expect every rank and write no weights from rank 0 alone
@@ -130,6 +159,8 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
     for step in bar:
         rec = trainer.train_step(step)
         sample = rec.pop("_sample")
+        if probe_questions and main_proc and (step + 1) % cfg.train.probe_every == 0:
+            rec.update(probe(trainer, probe_questions, cfg, step))
         records.append(rec)
         if live is not None:
             _log_record(live, rec)

@@ -203,3 +203,28 @@ def test_fixed_injection_with_policy_shaping_trains_through_the_stage(world, tmp
         assert [float(line.split("\t")[-1]) for line in lines] == [0.25] * 4  # 1 of G = 4, every step
         runs[gamma] = load_file(out / "model" / "model.safetensors")
     assert any(not torch.equal(runs[0.0][k], runs[0.1][k]) for k in runs[0.0])
+
+
+def test_superclevr_probe_is_logged_every_n_steps_and_leaves_training_unchanged(world, make_tiny_world, tmp_path):
+    import dataclasses
+
+    _, cfg = world
+    root = make_tiny_world(tmp_path / "w", seed=3, n_train=12, n_heldout=4, n_superclevr=6)
+    runs = {}
+    for every in (0, 2):
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, probe_every=every, probe_questions=5))
+        out = tmp_path / f"every{every}"
+        train_stage.main(c, "default-none-0", "none", root / "base", root / "data", out / "model", out / "ckpt",
+                         out / "live", out / "metrics.json")
+        runs[every] = out
+    charts = runs[2] / "live" / "plots" / "metrics" / "probe"
+    for name in ("superclevr_digit_rate", "superclevr_accuracy"):
+        lines = (charts / f"{name}.tsv").read_text().splitlines()[1:]
+        assert [int(line.split("\t")[0]) for line in lines] == [1, 3]  # after steps 2 and 4 (0-based 1, 3)
+        assert all(0.0 <= float(line.split("\t")[-1]) <= 1.0 for line in lines)
+    assert not (runs[0] / "live" / "plots" / "metrics" / "probe").exists()
+    # the probe samples in a forked RNG and never trains: the CLEVR curves and weights are those of a run without it
+    strip = lambda recs: [{k: v for k, v in r.items() if not k.startswith("probe_")} for r in recs]  # noqa: E731
+    assert strip(_records(runs[2])) == strip(_records(runs[0]))
+    a, b = (load_file(r / "model" / "model.safetensors") for r in (runs[0], runs[2]))
+    assert all(torch.equal(a[k], b[k]) for k in a)

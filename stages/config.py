@@ -21,6 +21,7 @@ import yaml
 
 from stages.cells import INJECTION_STRATEGIES, PROMPT_STYLES
 from stages.grpo.injection import InjectionParams, range_error
+from stages.grpo.rewards import REWARD_NAMES
 
 PROFILES = ("mini", "blog")
 # Training precision. bf16-mixed: fp32 master weights and optimizer state, bf16 compute (autocast). There is
@@ -129,6 +130,7 @@ class TrainParams:
     checkpoint_every: int = _f(25, min=1)
     accuracy_threshold: float = _f(0.9, gt=0, max=1)
     rolling_window: int = _f(20, min=1)
+    reward: str = _f("count", choices=REWARD_NAMES)  # count: the blog's +1/0/-1; partial: +0.5 off by one
     probe_every: int = _f(0, min=0)  # > 0: every N steps, the policy answers a fixed SuperCLEVR probe (0: off)
     probe_questions: int = _f(50, min=1)  # the probe: the first N SuperCLEVR questions, sampled as in training
     precision: str = _f("fp32", choices=PRECISIONS)

@@ -95,8 +95,8 @@ def test_huge_integers_saturate_without_raising() -> None:
 
 def test_registry() -> None:
     assert get_reward("count") is count_reward
-    assert REWARDS == {"count": count_reward}
-    with pytest.raises(ValueError, match=r"unknown reward 'accuracy'; registered rewards: count"):
+    assert set(REWARDS) == {"count", "partial"}
+    with pytest.raises(ValueError, match=r"unknown reward 'accuracy'; registered rewards: count, partial"):
         get_reward("accuracy")
 
 
@@ -207,3 +207,39 @@ ascii_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126)
 def test_agrees_with_blog_on_ascii_text_without_tags(response: str, truth: int) -> None:
     # Without an answer tag, and in ASCII, the reward is exactly the blog's compute_reward.
     assert count_reward(response, truth) == blog_compute_reward(response, truth)
+
+
+@pytest.mark.parametrize(
+    ("response", "truth", "expected"),
+    [
+        ("There are 5 objects.", 5, 1),  # right
+        ("There are 4 objects.", 5, 0.5),  # off by one, below
+        ("<think>six</think><answer>6</answer>", 5, 0.5),  # off by one, above (the answer tag decides)
+        ("There are 3 objects.", 5, 0),  # further off
+        ("There are five objects.", 5, -1),  # no number
+        ("1", 0, 0.5),  # off by one from zero
+    ],
+)
+def test_partial_credit_reward(response: str, truth: int, expected: float) -> None:
+    from stages.grpo.rewards import partial_credit_reward
+
+    assert partial_credit_reward(response, truth) == expected
+    # accuracy and the digit rate read the same as under the blog's reward
+    assert (partial_credit_reward(response, truth) == 1) == (count_reward(response, truth) == 1)
+    assert (partial_credit_reward(response, truth) == -1) == (count_reward(response, truth) == -1)
+
+
+def test_train_reward_is_a_registered_name() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from stages.config import ConfigError, config_from_dict
+    from stages.grpo.rewards import get_reward, partial_credit_reward
+
+    assert get_reward("partial") is partial_credit_reward
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["train"]["reward"] = "close"
+    with pytest.raises(ConfigError, match=r"train.reward = 'close' is invalid"):
+        config_from_dict(raw)

@@ -104,10 +104,27 @@ def count_reward(response: str, truth: int) -> int:
     return 1 if answer == truth else 0
 
 
-RewardFn = Callable[[str, int], int]
+PARTIAL_CREDIT = 0.5  # partial_credit_reward: the reward of a count off by one
 
-# Reward functions by the name used in params.yaml (open-r1 style registry).
-REWARDS: dict[str, RewardFn] = {"count": count_reward}
+
+def partial_credit_reward(response: str, truth: int) -> float:
+    """The blog's suggested shaping ("partial credit for close answers"): as :func:`count_reward`, but a number
+    off by one earns ``PARTIAL_CREDIT`` instead of 0. +1 right, 0.5 off by one, 0 further off, -1 no number.
+
+    Only the training reward changes: accuracy (reward == 1) and the digit rate (reward != -1) read the same.
+    """
+    answer = extract_answer(response)
+    if answer is None:
+        return -1
+    if answer == truth:
+        return 1
+    return PARTIAL_CREDIT if abs(answer - truth) == 1 else 0
+
+
+RewardFn = Callable[[str, int], float]
+
+# Reward functions by the name used in params.yaml (train.reward; open-r1 style registry).
+REWARDS: dict[str, RewardFn] = {"count": count_reward, "partial": partial_credit_reward}
 REWARD_NAMES: tuple[str, ...] = tuple(REWARDS)
 
 

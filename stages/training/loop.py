@@ -42,7 +42,7 @@ from stages.counting.questions import CountingExample
 from stages.grpo.advantages import frac_zero_std_groups, group_advantages
 from stages.grpo.injection import GroupContext, InjectionParams, apply_injection, choose_injected
 from stages.grpo.loss import grpo_loss, k3_kl
-from stages.grpo.rewards import count_reward
+from stages.grpo.rewards import get_reward
 from stages.vlm import qwen2vl as vlm
 
 if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
@@ -163,6 +163,7 @@ class GRPOTrainer:
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.p = params
         self.style = style
+        self.reward = get_reward(params.reward)  # train.reward: the training reward (count, or partial credit)
         self.strategy = strategy
         self.seed = seed
         self.examples = examples
@@ -223,7 +224,7 @@ class GRPOTrainer:
             gen = vlm.generate(policy, self.processor, batch, self.gen_config, want_logprobs=True,
                                row_seeds=row_seeds, group_size=G)
         truths = [ex.answer for _, ex in mine for _ in range(G)]
-        rewards = [count_reward(text, truth) for text, truth in zip(gen.texts, truths, strict=True)]
+        rewards = [self.reward(text, truth) for text, truth in zip(gen.texts, truths, strict=True)]
         return Samples(gen.completion_ids, gen.completion_mask, gen.logprobs, gen.texts, rewards)
 
     def inject(self, samples: Samples, mine: list[tuple[int, CountingExample]], step: int) -> Injected:
@@ -239,7 +240,7 @@ class GRPOTrainer:
                                    random.Random(step_seed(self.seed, step, 100_000 + pos)))
             t, r, f = apply_injection(samples.texts[group], samples.rewards[group], rows,
                                       prompts.injected_completion(self.style, ex.answer),
-                                      functools.partial(count_reward, truth=ex.answer))
+                                      functools.partial(self.reward, truth=ex.answer))
             texts += t
             rewards += r
             flags += f

@@ -39,6 +39,8 @@ STAGE_MODULES = {
     "eval": "stages.evaluate",
     "report": "stages.report",
     "bench": "stages.bench",
+    "study-run": "stages.study",
+    "study-report": "stages.study_report",
 }
 
 
@@ -251,6 +253,57 @@ def report(
     cfg = _config(params)
     _setup()
     stage = _stage("report")
+
+    _run(stage.main, cfg, metrics, live, out, summary)
+
+
+@app.command("study-run")
+def study_run(
+    name: Annotated[str, typer.Argument(help="A configuration of params.yaml study.configs, e.g. fixed-1-shaped.")],
+    base: BaseOpt = Path("models/base"),
+    data: DataOpt = Path("data/datasets"),
+    live: Annotated[Path, typer.Option(help="The configuration's DVCLive directory: one seed-N directory per seed.")] = Path("dvclive/study/run"),
+    work: Annotated[Path, typer.Option(help="Checkpoints and finished seeds while the stage runs (to resume).")] = Path("checkpoints/study/run"),
+    metrics: Annotated[Path, typer.Option(help="The configuration's metrics JSON (every seed).")] = Path("metrics/study/run.json"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Stage study_run@NAME (study/dvc.yaml). Reads params study.*, train.*, injection_params.*, eval.*, the base
+    model and the datasets; writes METRICS and LIVE/seed-N.
+
+    For every study seed: GRPO on the study's prompt with configuration NAME's strategy and overrides (the
+    SuperCLEVR probe on), then the trained model on SuperCLEVR and held-out CLEVR. The models are not kept.
+    """
+    cfg = _config(params)
+    from stages.config import study_variant
+
+    try:
+        variant = study_variant(cfg, name)
+    except ConfigError as err:
+        _fail(str(err), 2)
+    _setup()
+    stage = _stage("study-run")
+
+    _run(stage.main, variant, name, variant.injection, cfg.study.prompt, cfg.study.seeds, cfg.study.configs[name],
+         base, data, live, work, metrics)
+
+
+@app.command("study-report")
+def study_report(
+    metrics: Annotated[Path, typer.Option(help="The study's metrics directory (one JSON per configuration).")] = Path("metrics/study"),
+    live: Annotated[Path, typer.Option(help="The study's DVCLive root.")] = Path("dvclive/study"),
+    out: Annotated[Path, typer.Option(help="Report directory: study.md and figures_study/.")] = Path("reports"),
+    summary: Annotated[Path, typer.Option(help="Flat per-configuration summary metrics.")] = Path("metrics/study_summary.json"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Stage study_report (study/dvc.yaml). Reads the study's metrics and logs (of params: study.*, the
+    training's threshold and rolling window); writes OUT/study.md, OUT/figures_study/*.png and SUMMARY.
+
+    The speed-vs-transfer map with intervals and the Pareto front, the cross-domain format lag, and a table
+    answering the blog's open questions with a verdict rule each.
+    """
+    cfg = _config(params)
+    _setup()
+    stage = _stage("study-report")
 
     _run(stage.main, cfg, metrics, live, out, summary)
 

@@ -12,6 +12,7 @@ is allowed (the CLI prints it and exits with status 2).
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,8 @@ class TrainParams:
     accuracy_threshold: float = _f(0.9, gt=0, max=1)
     rolling_window: int = _f(20, min=1)
     reward: str = _f("count", choices=REWARD_NAMES)  # count: the blog's +1/0/-1; partial: +0.5 off by one
+    sft_coef: float = _f(0.0, min=0)  # CHORD: weight at step 0 of an SFT loss on the expert answers (0: off)
+    sft_decay_fraction: float = _f(0.5, gt=0, max=1)  # the SFT weight falls linearly to 0 over this fraction of steps
     probe_every: int = _f(0, min=0)  # > 0: every N steps, the policy answers a fixed SuperCLEVR probe (0: off)
     probe_questions: int = _f(50, min=1)  # the probe: the first N SuperCLEVR questions, sampled as in training
     precision: str = _f("fp32", choices=PRECISIONS)
@@ -169,7 +172,24 @@ SECTIONS: dict[str, type] = {
     "injection_params": InjectionParams,
     "eval": EvalParams,
 }
-TOP_LEVEL = ("profile", "injection", "prompt_styles", "seeds", "profiles", *SECTIONS)
+TOP_LEVEL = ("profile", "injection", "prompt_styles", "seeds", "profiles", *SECTIONS, "study")
+
+# what a study configuration may override: the strategy, and keys of these sections
+STUDY_SECTIONS = ("train", "injection_params")
+STUDY_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")  # names a DVC stage (study_run@NAME) and its files
+
+
+@dataclass(frozen=True)
+class StudyParams:
+    """The open-questions study (``dvc repro study/dvc.yaml``, reports/study.md): each configuration trains
+    ``seeds`` on one prompt style, with the training's SuperCLEVR probe every ``probe_every`` steps."""
+
+    prompt: str = _f("default", choices=PROMPT_STYLES)
+    seeds: list[int] = _f([0, 1, 2], min=0)
+    probe_every: int = _f(10, min=1)
+    probe_questions: int = _f(50, min=1)
+    # name -> overrides: {injection: STRATEGY or none, train: {...}, injection_params: {...}}
+    configs: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,6 +204,7 @@ class Config:
     train: TrainParams
     injection_params: InjectionParams
     eval: EvalParams
+    study: StudyParams = field(default_factory=StudyParams)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -317,9 +338,55 @@ def config_from_dict(raw: Any) -> Config:
         _build_section(name, cls, _section_dict(raw, name, ""))  # a bad value is an error even if overridden
         merged = {**_section_dict(raw, name, ""), **_section_dict(overrides, name, f"profiles.{profile}.")}
         sections[name] = _build_section(name, cls, merged)
-    cfg = Config(profile=profile, injection=injection, prompt_styles=prompt_styles, seeds=seeds, **sections)
+    cfg = Config(profile=profile, injection=injection, prompt_styles=prompt_styles, seeds=seeds, **sections,
+                 study=_study_params(raw))
     _cross_checks(cfg)
+    for name in cfg.study.configs:  # every configuration of the study must make a valid config, checked now
+        study_variant(cfg, name)
     return cfg
+
+
+def _study_params(raw: dict[str, Any]) -> StudyParams:
+    values = dict(_section_dict(raw, "study", ""))
+    configs = values.pop("configs", {}) or {}
+    study = _build_section("study", StudyParams, values)
+    if not isinstance(configs, dict):
+        raise ConfigError(f"params.yaml: study.configs must be a mapping of names to overrides, got {configs!r}")
+    if len(set(study.seeds)) != len(study.seeds) or not study.seeds:
+        raise ConfigError("params.yaml: study.seeds must be a non-empty list of distinct integers >= 0")
+    for name, overrides in configs.items():
+        if not isinstance(name, str) or not STUDY_NAME.match(name):
+            raise ConfigError(f"params.yaml: study.configs.{name} is an invalid name: use lower-case letters, "
+                              "digits and '-' (it names a DVC stage and files)")
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"params.yaml: study.configs.{name} must be a mapping (injection, train, "
+                              f"injection_params), got {overrides!r}")
+        unknown = sorted(set(overrides) - {"injection", *STUDY_SECTIONS})
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown key study.configs.{name}.{unknown[0]}; allowed: injection, "
+                              + ", ".join(STUDY_SECTIONS))
+    return dataclasses.replace(study, configs=configs)
+
+
+def study_variant(cfg: Config, name: str) -> Config:
+    """The resolved config of study configuration ``name``: ``cfg`` (profile applied) with the configuration's
+    strategy and section keys on top, and the study's probe switched on. Raises ConfigError (one line)."""
+    if name not in cfg.study.configs:
+        known = ", ".join(cfg.study.configs) or "none defined"
+        raise ConfigError(f"study configuration {name!r} is not in params.yaml study.configs ({known})")
+    overrides = cfg.study.configs[name]
+    where = f"study.configs.{name}"
+    injection = _check_type(f"{where}.injection", overrides.get("injection", "none"), str)
+    _check_rules(f"{where}.injection", injection, {"choices": ("none", *INJECTION_STRATEGIES)})
+    sections = {}
+    for section in STUDY_SECTIONS:
+        values = {**dataclasses.asdict(getattr(cfg, section)),
+                  **_section_dict(overrides, section, f"{where}.")}
+        if section == "train":
+            values.update(probe_every=cfg.study.probe_every, probe_questions=cfg.study.probe_questions)
+        sections[section] = _build_section(f"{where}.{section}", SECTIONS[section], values)
+    return dataclasses.replace(cfg, injection=injection, prompt_styles=[cfg.study.prompt],
+                               seeds=list(cfg.study.seeds), **sections)
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:

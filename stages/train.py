@@ -48,6 +48,8 @@ LIVE_KEYS = {
     "losses/clip_frac": "clip_frac",
     "losses/kl": "kl",
     "losses/grad_norm": "grad_norm",
+    "losses/sft_weight": "sft_weight",  # train.sft_coef > 0 only (CHORD's supervised term)
+    "losses/sft_loss": "sft_loss",
     "probe/superclevr_digit_rate": "probe_digit_rate",  # every train.probe_every steps (NaN, not logged, between)
     "probe/superclevr_accuracy": "probe_accuracy",
 }

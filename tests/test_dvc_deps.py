@@ -27,7 +27,10 @@ TOP_LEVEL = {"profile", "injection", "prompt_styles", "seeds"}
 
 
 def _stages() -> dict[str, dict]:
-    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    """The main pipeline's stages, and the study's (study/dvc.yaml, paths relative to the root: wdir ..)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    study = yaml.safe_load((REPO / "study" / "dvc.yaml").read_text())["stages"]
+    return {**stages, **{f"study/{name}": stage for name, stage in study.items()}}
 
 
 def _body(stage: dict) -> dict:
@@ -120,6 +123,10 @@ def cli_reads(stage: dict) -> set[str]:
     """Params the CLI itself reads for a stage: `vlm-grpo train` of an inject cell takes its strategy from params
     `injection` when the command gives no --strategy (stages/cli.py, train)."""
     cmd = _body(stage)["cmd"]
+    if re.search(r"vlm-grpo\s+study-run\s", cmd):
+        # the CLI resolves the configuration (stages.config.study_variant) from these, then hands the stage a
+        # config with the configuration's overrides and the study's probe applied
+        return {"study.configs.${key}", "study.prompt", "study.seeds", "study.probe_every", "study.probe_questions"}
     return {"injection"} if re.search(r"vlm-grpo\s+train\s+\S*-inject-", cmd) and "--strategy" not in cmd else set()
 
 

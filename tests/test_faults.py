@@ -224,7 +224,9 @@ def test_blog_profile_offline_fails_with_what_to_download(tmp_path, monkeypatch)
     cfg = load_config(REPO / "params.yaml")
     import dataclasses
 
-    cfg = dataclasses.replace(cfg, profile="blog")
+    # no local copy either (a workspace may hold one under the default data/raw/...)
+    cfg = dataclasses.replace(cfg, profile="blog",
+                              fetch_model=dataclasses.replace(cfg.fetch_model, local_dir=str(tmp_path / "no-copy")))
     with pytest.raises(fetch_model.ModelUnavailableError) as err:
         fetch_model.main(cfg, tmp_path / "base", tmp_path / "m.json")
     message = str(err.value)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from stages.grpo.loss import grpo_loss, k3_kl, masked_mean
+from stages.grpo.loss import grpo_loss, k3_kl, masked_mean, sft_loss, sft_weight
 
 
 def test_masked_mean() -> None:
@@ -234,3 +234,22 @@ def test_shaping_off_or_without_shaped_rows_is_the_clipped_loss() -> None:
         grpo_loss(logp, old_logp, advantages, mask, shaping_gamma=-0.1)
     with pytest.raises(ValueError, match=r"shaped must be \(2,\)"):
         grpo_loss(logp, old_logp, advantages, mask, shaped=torch.tensor([True]), shaping_gamma=0.1)
+
+
+def test_sft_weight_decays_linearly_to_zero() -> None:
+    # coef 0.5 falling to 0 over 0.5 * 100 = 50 steps: 0.5 * (1 - step / 50)
+    assert [sft_weight(s, 100, 0.5, 0.5) for s in (0, 25, 50, 80)] == pytest.approx([0.5, 0.25, 0.0, 0.0])
+    assert sft_weight(80, 100, 0.5, 0.5) == 0.0  # clamped, not negative
+    assert all(sft_weight(s, 100, 0.0, f) == 0.0 for s in (0, 25, 99) for f in (0.1, 1.0))
+
+
+def test_sft_loss_is_the_mean_over_rows_of_each_row_s_mean_nll_and_gradient_is_hand_computed() -> None:
+    # N = 2, T = 3; row 0 has 3 valid tokens, row 1 has 2 (its padding holds -inf: ignored)
+    #   row 0: (1 + 2 + 3) / 3 = 2; row 1: (0.5 + 1.5) / 2 = 1; loss (2 + 1) / 2 = 1.5
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -1.5, -math.inf]], requires_grad=True)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    loss = sft_loss(logp, mask)
+    assert loss.item() == pytest.approx(1.5)
+    loss.backward()
+    # d loss / d logp_it = -1 / (len_i * N): row 0 -1/6, row 1 -1/4, 0 on padding
+    torch.testing.assert_close(logp.grad, torch.tensor([[-1 / 6, -1 / 6, -1 / 6], [-0.25, -0.25, 0.0]]))

@@ -228,3 +228,35 @@ def test_superclevr_probe_is_logged_every_n_steps_and_leaves_training_unchanged(
     assert strip(_records(runs[2])) == strip(_records(runs[0]))
     a, b = (load_file(r / "model" / "model.safetensors") for r in (runs[0], runs[2]))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_chord_sft_term_decays_is_logged_and_trains_when_every_advantage_is_zero(world, tmp_path, monkeypatch):
+    """train.sft_coef > 0 (CHORD): its weight falls 0.5, 0.25, 0, 0 over 4 steps (decay over half of them) and is
+    logged; with a constant reward every advantage is zero, so the plain GRPO run never updates while the SFT run
+    updates at the steps whose weight is > 0 (on the expert answers) and ends with other weights."""
+    import dataclasses
+
+    from stages.training import loop
+
+    monkeypatch.setattr(loop, "get_reward", lambda name: lambda text, truth: 0)  # every group constant
+    root, cfg = world
+    runs = {}
+    for coef in (0.0, 0.5):
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, sft_coef=coef, sft_decay_fraction=0.5))
+        out = tmp_path / f"coef{coef}"
+        train_stage.main(c, "default-none-0", "none", root / "base", root / "data", out / "model", out / "ckpt",
+                         out / "live", out / "metrics.json")
+        runs[coef] = out
+    plain, sft = _records(runs[0.0]), _records(runs[0.5])
+    assert all(r["frac_reward_zero_std"] == 1.0 for r in plain + sft)
+    assert [r["skipped_update"] for r in plain] == [1.0] * 4
+    assert not any("sft_weight" in r or "sft_loss" in r for r in plain)
+    assert [r["sft_weight"] for r in sft] == [0.5, 0.25, 0.0, 0.0]
+    assert [r["skipped_update"] for r in sft] == [0.0, 0.0, 1.0, 1.0]
+    assert all(r["sft_loss"] > 0 for r in sft[:2]) and not any("sft_loss" in r for r in sft[2:])
+    tsv = runs[0.5] / "live" / "plots" / "metrics" / "losses" / "sft_weight.tsv"
+    assert [float(line.split("\t")[-1]) for line in tsv.read_text().splitlines()[1:]] == [0.5, 0.25, 0.0, 0.0]
+    base = load_file(root / "base" / "model.safetensors")
+    a, b = (load_file(r / "model" / "model.safetensors") for r in (runs[0.0], runs[0.5]))
+    assert all(torch.equal(base[k], a[k]) for k in base)
+    assert any(not torch.equal(a[k], b[k]) for k in a)

@@ -17,6 +17,10 @@ tokens, then the mean over sequences, so every completion weighs the same whatev
 length. A known variant (DAPO, TRL's ``loss_type="dapo"``/"bnpo") instead divides the sum
 over all valid tokens of the batch by their count, so that long completions weigh more;
 Dr. GRPO divides by a constant. Only the first is implemented here.
+
+CHORD (arXiv 2508.11408) adds a supervised term, ``sft_weight(step) * sft_loss``: the negative
+log-likelihood of expert answers, averaged the same way, with a weight that decays linearly to 0
+(:func:`sft_weight`, :func:`sft_loss`; off unless ``train.sft_coef`` > 0).
 """
 
 from __future__ import annotations
@@ -154,3 +158,28 @@ def grpo_loss(
         if per_token_kl is not None:
             stats["kl"] = masked_mean(per_token_kl, mask)
     return loss, {name: value.detach() for name, value in stats.items()}
+
+
+def sft_weight(step: int, total_steps: int, coef: float, decay_fraction: float) -> float:
+    """CHORD's (arXiv 2508.11408) weight of the supervised term at ``step``: ``coef`` at step 0, falling
+    linearly to 0 at ``decay_fraction * total_steps`` and 0 after. ``coef`` 0: off at every step."""
+    if coef == 0:
+        return 0.0
+    return coef * max(0.0, 1.0 - step / (decay_fraction * total_steps))
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of the expert completions (CHORD's SFT term), a scalar to minimise.
+
+    Args:
+        logp: (N, T) log-probs of the expert completion tokens under the policy being trained.
+        mask: (N, T) bool or 0/1, True on the completion's tokens, False on padding.
+
+    The mean over each row's valid tokens, then the mean over rows: every prompt counts the same whatever the
+    length of its answer, as :func:`grpo_loss` averages. A row with no valid token contributes 0 (and still
+    counts in the mean over N).
+    """
+    if logp.dim() != 2 or mask.shape != logp.shape:
+        raise ValueError(f"logp and mask must be the same (N, T), got {tuple(logp.shape)} and {tuple(mask.shape)}")
+    per_row = masked_mean(-logp, mask, dim=1)  # (N,)
+    return per_row.mean() if per_row.numel() else logp.sum() * 0.0

@@ -8,7 +8,9 @@ One step:
   3. score them (+1 / 0 / -1), then let the injection strategy replace some completions of each group by the
      correct answer in the prompt style's format (injected rows get old log-probs from a no-grad forward,
      since the policy did not sample them);
-  4. group-relative advantages; then ``epochs`` clipped passes, one AdamW update each.
+  4. group-relative advantages; then ``epochs`` clipped passes, one AdamW update each; with ``train.sft_coef`` > 0
+     each pass also adds CHORD's decaying supervised term, ``sft_weight(step) * sft_loss`` on every prompt's expert
+     completion (the text injection uses), to the loss.
 
 Everything random in a step is seeded from (seed, step), so a run resumed from a checkpoint replays exactly
 what an uninterrupted run would have done.  The loop runs under Accelerate: one CPU, one GPU, or several
@@ -41,7 +43,7 @@ from stages import prompts
 from stages.counting.questions import CountingExample
 from stages.grpo.advantages import frac_zero_std_groups, group_advantages
 from stages.grpo.injection import GroupContext, InjectionParams, apply_injection, choose_injected
-from stages.grpo.loss import grpo_loss, k3_kl
+from stages.grpo.loss import grpo_loss, k3_kl, sft_loss, sft_weight
 from stages.grpo.rewards import get_reward
 from stages.vlm import qwen2vl as vlm
 
@@ -139,6 +141,8 @@ class Rollout:
     policy_rewards: list[int]  # before injection (what the policy itself earned)
     is_injected: list[bool]
     texts: list[str]  # after injection
+    expert_ids: torch.Tensor | None = None  # (B, Te) each prompt's expert completion, only when the SFT weight > 0
+    expert_mask: torch.Tensor | None = None  # (B, Te)
 
 
 class GRPOTrainer:
@@ -290,22 +294,37 @@ class GRPOTrainer:
         ids, mask, old_logp = self.completions(batch, samples, injected)
         ref_logp = self.reference_logprobs(batch, ids, mask, step)
         advantages = group_advantages(torch.tensor(injected.rewards, dtype=torch.float32), self.p.group_size)
-        return Rollout(batch, ids, mask, old_logp, ref_logp, advantages, injected.rewards, samples.rewards,
-                       injected.is_injected, injected.texts)
+        ro = Rollout(batch, ids, mask, old_logp, ref_logp, advantages, injected.rewards, samples.rewards,
+                     injected.is_injected, injected.texts)
+        if self.sft_weight(step) > 0:  # CHORD's expert answers, tokenized once per step (nothing when off)
+            ro.expert_ids, ro.expert_mask = vlm.tokenize_completions(
+                self.tok, [prompts.injected_completion(self.style, ex.answer) for _, ex in mine])
+        return ro
+
+    def sft_weight(self, step: int) -> float:
+        """The weight of CHORD's supervised term at ``step`` (0: off, the plain GRPO loss)."""
+        return sft_weight(step, self.p.steps, self.p.sft_coef, self.p.sft_decay_fraction)
 
     # ------------------------------------------------------------------------------------------------------
     def update(self, ro: Rollout, step: int) -> dict[str, float]:
         """``epochs`` clipped passes over the rollout, one optimizer step each.
 
         Whether there is anything to learn is decided over all ranks: a rank whose groups are all constant
-        still runs its passes (its loss is zero, its gradient zero) while any other rank has a signal.
+        still runs its passes (its loss is zero, its gradient zero) while any other rank has a signal. With
+        CHORD's supervised term on (its weight > 0) there always is.
         """
         mult = lr_multiplier(step, self.p.steps, self.p.warmup_frac)
         for group in self.opt.param_groups:
             group["lr"] = self.p.lr * mult
-        if not self.any_rank(bool((ro.advantages != 0).any()) or self.p.kl_coef > 0):
-            return {"skipped_update": 1.0, "lr": self.p.lr * mult}  # every group on every rank constant
+        w_sft = self.sft_weight(step)
+        logged = {"sft_weight": w_sft} if self.p.sft_coef > 0 else {}  # CHORD on: its weight, 0 once decayed
+        if not self.any_rank(bool((ro.advantages != 0).any()) or self.p.kl_coef > 0 or w_sft > 0):
+            return {"skipped_update": 1.0, "lr": self.p.lr * mult, **logged}  # every group on every rank constant
         stats = {"clip_frac": [], "grad_norm": [], "loss": [], "ratio_mean": []}
+        if w_sft > 0:
+            stats["sft_loss"] = []
+            G = self.p.group_size
+            expert_rows = [b * G for b in range(len(ro.batch["input_ids"]))]  # one row per prompt
         self.model.train()
         dev = self.acc.device
         shaped = torch.tensor(ro.is_injected, dtype=torch.bool, device=dev)  # (N,) policy-shaped rows, if on
@@ -319,6 +338,13 @@ class GRPOTrainer:
                                      ro.completion_mask.to(dev), clip_eps=self.p.clip_eps, ref_logp=ref,
                                      kl_coef=self.p.kl_coef, shaped=shaped,
                                      shaping_gamma=self.injection_params.shaping_gamma)
+                if w_sft > 0:
+                    with self.compute():
+                        expert_logp = vlm.completion_logprobs(self.model, ro.batch, ro.expert_ids, ro.expert_mask,
+                                                              group_size=G, rows=expert_rows)  # (B, Te)
+                    sft = sft_loss(expert_logp.float(), ro.expert_mask.to(dev))
+                    loss = loss + w_sft * sft
+                    stats["sft_loss"].append(float(sft.detach()))
                 if self.any_rank(not bool(torch.isfinite(loss))):
                     raise NonFiniteError(f"step {step}: the loss is not finite ({loss.item()} on this rank); "
                                          "stopping (the last checkpoint is intact)")
@@ -334,9 +360,9 @@ class GRPOTrainer:
                 stats[k].append(float(st[k]))
         # the loss is a mean over rows (every rank holds as many), clip_frac and ratio_mean means over tokens
         tokens = float(ro.completion_mask.sum())
-        weights = {"loss": 1.0, "grad_norm": 1.0, "clip_frac": tokens, "ratio_mean": tokens}
+        weights = {"loss": 1.0, "grad_norm": 1.0, "clip_frac": tokens, "ratio_mean": tokens, "sft_loss": 1.0}
         out = {k: self.mean_over_ranks(sum(v) / len(v), weights[k]) for k, v in stats.items()}
-        out.update(skipped_update=0.0, lr=self.p.lr * mult)
+        out.update(skipped_update=0.0, lr=self.p.lr * mult, **logged)
         return out
 
     def mean_over_ranks(self, value: float, weight: float = 1.0) -> float:

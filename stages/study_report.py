@@ -162,8 +162,14 @@ def compare(s: Study, a: str, b: str, key: str = "superclevr.acc") -> str:
             f"{what} {d.pp()}, {st.compare_level(d)}")
 
 
+def _signed(x: float) -> str:
+    """'+3', '-4', '+0' (never '-0')."""
+    r = round(x)
+    return f"{r:+d}" if r else "+0"
+
+
 def _lag_value(x: float) -> str:
-    return "n/a" if math.isnan(x) else "never" if math.isinf(x) else f"{x:+.0f}"
+    return "n/a" if math.isnan(x) else "never" if math.isinf(x) else _signed(x)
 
 
 def _lag_text(res: ConfigResult) -> str:
@@ -174,19 +180,29 @@ def _lag_text(res: ConfigResult) -> str:
     mean, lo, hi = st.lag_summary(lags)
     if not math.isfinite(mean):
         return per_seed
-    return f"{mean:+.0f} [{lo:+.0f}, {hi:+.0f}] ({per_seed})"
+    return f"{_signed(mean)} [{_signed(lo)}, {_signed(hi)}] ({per_seed})"
 
 
-def config_table(s: Study) -> str:
+def config_table(s: Study, reference: str = "none") -> str:
+    """One row per configuration; the last two columns compare it with ``reference`` (paired, seed ranges)."""
+    ref = reference if reference in s.results else None
     rows = ["| configuration | what it is | steps to 90% CLEVR: mean [seed range] (per seed) | SuperCLEVR accuracy "
             "[95%] | SuperCLEVR digit rate [95%] | SuperCLEVR greedy acc. | held-out CLEVR acc. [95%] | injected "
-            "share | format lag (steps) |",
-            "| :--- | :--- | :--- | ---: | ---: | ---: | ---: | ---: | :--- |"]
+            f"share | format lag, steps (probe - CLEVR, per seed) | vs `{reference}`: speed | vs `{reference}`: "
+            "SuperCLEVR accuracy [95%] |",
+            "| :--- | :--- | :--- | ---: | ---: | ---: | ---: | ---: | :--- | :--- | :--- |"]
     for name, r in s.results.items():
+        if ref is None or name == ref:
+            speed = diff = "-"
+        else:
+            speed = st.compare_speed(r.steps, s.results[ref].steps)
+            d = s.diff(name, ref)
+            diff = f"{d.pp()}: {st.compare_level(d)}"
         rows.append(
             f"| `{name}` | {_describe(r)} | {_steps_text(r.steps)} | {s.level(name).pct()} | "
             f"{s.level(name, 'superclevr.digit').pct()} | {100 * np.nanmean(r.greedy_superclevr):.1f}% | "
-            f"{s.level(name, 'clevr.acc').pct()} | {100 * np.mean(r.injected_frac):.1f}% | {_lag_text(r)} |")
+            f"{s.level(name, 'clevr.acc').pct()} | {100 * np.mean(r.injected_frac):.1f}% | {_lag_text(r)} | "
+            f"{speed} | {diff} |")
     return "\n".join(rows)
 
 
@@ -225,7 +241,7 @@ def _names(names: list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names) or "none"
 
 
-def answers(s: Study) -> list[Answer]:
+def answers(s: Study, probe_every: int) -> list[Answer]:
     out = []
     transfer_rule = ("transfer: the paired 95% interval of the SuperCLEVR difference entirely above 0 = higher, "
                      "below = lower, straddling = no difference measured")
@@ -237,8 +253,12 @@ def answers(s: Study) -> list[Answer]:
         keeps = [n for n in tapers if _speed_ok(s, n, "stochastic")]
         no_cost = [n for n in tapers if st.compare_level(s.diff(n, "none")) != st.LOWER]
         both = [n for n in tapers if n in keeps and n in no_cost]
-        lead = (f"Yes: {_names(both)} kept constant injection's speed with no transfer cost against no injection."
+        lead = (f"Yes: {_names(both)} kept constant injection's speed with no transfer cost against no injection"
                 if both else "Not without a cost here:")
+        if both:
+            cost = s.diff("stochastic", "none")
+            lead += (f" (but constant injection shows no cost to avoid either: `stochastic` - `none` {cost.pp()})."
+                     if st.compare_level(cost) != st.LOWER else ".")
         detail = "; ".join(f"`{n}` is {_speed_word(s, n, 'stochastic')} constant injection and "
                            f"{_speed_word(s, n, 'none')} no injection, its SuperCLEVR accuracy "
                            f"{_level_word(s, n, 'none')} no injection's" for n in tapers)
@@ -306,24 +326,28 @@ def answers(s: Study) -> list[Answer]:
                           "injection under the default prompt, and at what cost in speed?", "issue 14 (LUFFY)", ev,
                           f"{speed_rule}; {transfer_rule}", f"{lead} {detail[0].upper() + detail[1:]}."))
 
-    lagged = [n for n in ("none", "stochastic", "fixed-1", "decay") if n in s.results]
-    if lagged:
+    shown = [n for n in ("none", "stochastic", "fixed-1", "decay") if n in s.results]
+    if shown:
         ev = [f"`{n}`: CLEVR digit rate 90% at {_range_text([c for c, _, _ in s.results[n].lags])} steps, SuperCLEVR "
               f"probe at {_range_text([p for _, p, _ in s.results[n].lags])}; lag {_lag_text(s.results[n])}"
-              for n in lagged]
-        gaps = {n: st.has_gap([lag for *_, lag in s.results[n].lags]) for n in lagged}
+              for n in shown] + ["every configuration: the table above, last column"]
+        gaps = {n: st.has_gap([lag for *_, lag in r.lags], probe_every) for n, r in s.results.items()}
         parts = []
         if later := [n for n, g in gaps.items() if g]:
-            parts.append(f"Yes for {_names(later)}: the cross-domain format rate reaches 90% after the in-domain one "
-                         "in every seed")
+            parts.append(f"Yes for {_names(later)}: the cross-domain format rate reaches 90% more than one probe "
+                         f"interval ({probe_every} steps) after the in-domain one in every seed")
         if not_later := [n for n, g in gaps.items() if g is False]:
-            parts.append(f"no gap in every seed for {_names(not_later)}")
+            lags = [lag for n in not_later for *_, lag in s.results[n].lags if math.isfinite(lag)]
+            span = f"lags {_signed(min(lags))} to {_signed(max(lags))} steps" if lags else "no finite lag"
+            parts.append(f"no gap for {len(not_later)} of {len(gaps)} configurations ({span}, not beyond one probe "
+                         f"interval in every seed)" if len(not_later) > 4 else f"no gap for {_names(not_later)} ({span})")
         if unmeasured := [n for n, g in gaps.items() if g is None]:
             parts.append(f"not measurable for {_names(unmeasured)} (the CLEVR digit rate never reached 90%)")
         verdict = "; ".join(parts) + "."
         out.append(Answer("Does the coupling show up as a format gap across domains?", "001, Limitations", ev,
                           f"a gap = the SuperCLEVR probe's rolling digit rate (3 probes of {{probe}} questions) "
-                          f"reaches {PROBE_LEVEL:.0%} later than the training's rolling CLEVR digit rate, in every seed",
+                          f"reaches {PROBE_LEVEL:.0%} more than one probe interval ({probe_every} steps) after the "
+                          "training's rolling CLEVR digit rate, in every seed",
                           verdict[0].upper() + verdict[1:]))
     return out
 
@@ -427,7 +451,7 @@ def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_
         raise InputError("params.yaml: study.configs is empty; add configurations to study (see README, 'Study')")
     results, curves = load(cfg, metrics_dir, live_dir)
     s = build(results)
-    items = answers(s)
+    items = answers(s, cfg.study.probe_every)
     seconds = sum(r["train"]["train_seconds"] for n in cfg.study.configs
                   for r in read_json(metrics_dir / f"{n}.json")["runs"])
     with atomic_dir(out_dir / "figures_study") as tmp:

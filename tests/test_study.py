@@ -220,3 +220,12 @@ def test_the_report_names_a_missing_configuration(study_world, tmp_path):
     _, cfg = study_world
     with pytest.raises(InputError, match=r"none.json: missing; run `dvc repro study/dvc.yaml`"):
         study_report.main(cfg, tmp_path / "metrics", tmp_path / "live", tmp_path / "reports", tmp_path / "s.json")
+
+
+def test_a_format_gap_must_exceed_the_probe_interval_in_every_seed():
+    assert st.has_gap([12.0, 15.0, 11.0], resolution=10) is True
+    assert st.has_gap([12.0, 5.0, 11.0], resolution=10) is False  # one seed within the probe's resolution
+    assert st.has_gap([12.0, math.nan], resolution=10) is False  # a seed with no lag to measure
+    assert st.has_gap([math.inf, 20.0], resolution=10) is True  # the probe never got there in one seed
+    assert st.has_gap([math.nan, math.nan]) is None
+    assert st.lag_summary([math.nan, 4.0, -2.0]) == (1.0, -2.0, 4.0)

@@ -158,10 +158,11 @@ def lag_summary(lags: Sequence[float]) -> tuple[float, float, float]:
     return speed_summary(measured) if measured else (math.nan, math.nan, math.nan)
 
 
-def has_gap(lags: Sequence[float]) -> bool | None:
-    """Does the cross-domain format lag the in-domain one in every seed? None when no seed's lag is measurable
-    (the in-domain digit rate never reached the level)."""
+def has_gap(lags: Sequence[float], resolution: float = 0.0) -> bool | None:
+    """Does the cross-domain format lag the in-domain one by more than ``resolution`` steps (the probe's
+    interval: a smaller lag is below what the probe can see) in every seed? None when no seed's lag is
+    measurable (the in-domain digit rate never reached the level)."""
     measured = [x for x in lags if not math.isnan(x)]
     if not measured:
         return None
-    return len(measured) == len(lags) and all(x > 0 for x in measured)
+    return len(measured) == len(lags) and all(x > resolution for x in measured)

@@ -19,6 +19,8 @@ import pandas as pd
 
 from stages.analysis import study as st
 from stages.analysis.blog_numbers import BLOG
+from stages.analysis.estimates import Estimate
+from stages.analysis.tables import fmt_estimate, fmt_pp_estimate
 from stages.io import InputError, atomic_dir, atomic_write_text, read_json, write_json
 
 if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tracks (not a dep)
@@ -132,10 +134,10 @@ class Study:
     results: dict[str, ConfigResult]
     reps: dict[str, dict[str, np.ndarray]]  # "superclevr.acc" -> config -> replicates
 
-    def level(self, name: str, key: str = "superclevr.acc") -> st.Interval:
+    def level(self, name: str, key: str = "superclevr.acc") -> Estimate:
         return st.rate_interval(self.results[name].per_question[key], self.reps[key][name])
 
-    def diff(self, a: str, b: str, key: str = "superclevr.acc") -> st.Interval:
+    def diff(self, a: str, b: str, key: str = "superclevr.acc") -> Estimate:
         return st.difference({n: r.per_question[key] for n, r in self.results.items()}, self.reps[key], a, b)
 
     def point(self, name: str) -> tuple[float, float]:
@@ -159,7 +161,7 @@ def compare(s: Study, a: str, b: str, key: str = "superclevr.acc") -> str:
     d = s.diff(a, b, key)
     what = {"superclevr.acc": "SuperCLEVR accuracy", "superclevr.digit": "SuperCLEVR digit rate"}[key]
     return (f"`{a}` vs `{b}`: {speed} (steps to 90% {_range_text(ra.steps)} vs {_range_text(rb.steps)}); "
-            f"{what} {d.pp()}, {st.compare_level(d)}")
+            f"{what} {fmt_pp_estimate(d)}, {st.compare_level(d)}")
 
 
 def _signed(x: float) -> str:
@@ -197,11 +199,11 @@ def config_table(s: Study, reference: str = "none") -> str:
         else:
             speed = st.compare_speed(r.steps, s.results[ref].steps)
             d = s.diff(name, ref)
-            diff = f"{d.pp()}: {st.compare_level(d)}"
+            diff = f"{fmt_pp_estimate(d)}: {st.compare_level(d)}"
         rows.append(
-            f"| `{name}` | {_describe(r)} | {_steps_text(r.steps)} | {s.level(name).pct()} | "
-            f"{s.level(name, 'superclevr.digit').pct()} | {100 * np.nanmean(r.greedy_superclevr):.1f}% | "
-            f"{s.level(name, 'clevr.acc').pct()} | {100 * np.mean(r.injected_frac):.1f}% | {_lag_text(r)} | "
+            f"| `{name}` | {_describe(r)} | {_steps_text(r.steps)} | {fmt_estimate(s.level(name))} | "
+            f"{fmt_estimate(s.level(name, 'superclevr.digit'))} | {100 * np.nanmean(r.greedy_superclevr):.1f}% | "
+            f"{fmt_estimate(s.level(name, 'clevr.acc'))} | {100 * np.mean(r.injected_frac):.1f}% | {_lag_text(r)} | "
             f"{speed} | {diff} |")
     return "\n".join(rows)
 
@@ -234,7 +236,7 @@ def _level_word(s: Study, a: str, b: str, key: str = "superclevr.acc") -> str:
     """'higher than (+5.0 pp [+1.0, +9.0])' / 'lower than (...)' / 'no different from (...)': a against b."""
     d = s.diff(a, b, key)
     word = {st.HIGHER: "higher than", st.LOWER: "lower than", st.SAME_LEVEL: "no different from"}[st.compare_level(d)]
-    return f"{word} ({d.pp()})"
+    return f"{word} ({fmt_pp_estimate(d)})"
 
 
 def _names(names: list[str]) -> str:
@@ -257,7 +259,7 @@ def answers(s: Study, probe_every: int) -> list[Answer]:
                 if both else "Not without a cost here:")
         if both:
             cost = s.diff("stochastic", "none")
-            lead += (f" (but constant injection shows no cost to avoid either: `stochastic` - `none` {cost.pp()})."
+            lead += (f" (but constant injection shows no cost to avoid either: `stochastic` - `none` {fmt_pp_estimate(cost)})."
                      if st.compare_level(cost) != st.LOWER else ".")
         detail = "; ".join(f"`{n}` is {_speed_word(s, n, 'stochastic')} constant injection and "
                            f"{_speed_word(s, n, 'none')} no injection, its SuperCLEVR accuracy "
@@ -316,9 +318,9 @@ def answers(s: Study, probe_every: int) -> list[Answer]:
         cost = s.diff("stochastic", "none")
         ev = [compare(s, "stochastic", "none")] + [compare(s, a, b) for a, b in pairs] + \
              [compare(s, a, "none") for a, _ in pairs]
-        lead = (f"Injection costs transfer here (`stochastic` - `none` {cost.pp()})."
+        lead = (f"Injection costs transfer here (`stochastic` - `none` {fmt_pp_estimate(cost)})."
                 if st.compare_level(cost) == st.LOWER else
-                f"There is no transfer cost of injection to remove here (`stochastic` - `none` {cost.pp()}).")
+                f"There is no transfer cost of injection to remove here (`stochastic` - `none` {fmt_pp_estimate(cost)}).")
         detail = "; ".join(f"shaped `{b}` is {_speed_word(s, a, b)} unshaped, its SuperCLEVR accuracy "
                            f"{_level_word(s, a, b)} unshaped and {_level_word(s, a, 'none')} no injection's"
                            for a, b in pairs)
@@ -394,7 +396,8 @@ def report_markdown(cfg: Config, s: Study, items: list[Answer], seconds: float) 
         "reaches 90%, per seed; two "
         "configurations differ in speed only when their seed ranges do not overlap. Transfer: SuperCLEVR-mini "
         "accuracy (200 questions, one sampled answer each, as the main report); its 95% interval is a bootstrap "
-        "over questions and seeds, and differences are paired by question. Format lag: steps between the "
+        "over questions and seeds, and differences are paired by question (bounds are rounded to 0.1 pp: a bound "
+        "shown as +0.0 can lie just below 0, and the verdict is taken before rounding). Format lag: steps between the "
         "training's CLEVR digit rate reaching 90% and the SuperCLEVR probe's (the first "
         f"{st_cfg.probe_questions} SuperCLEVR questions, answered every {st_cfg.probe_every} steps during "
         "training; rolling mean of 3 probes).",

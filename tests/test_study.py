@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from stages.analysis import study as st
+from stages.analysis.estimates import Estimate
 from stages.config import ConfigError, config_from_dict, study_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +101,7 @@ def test_a_paired_difference_and_its_verdict():
     assert d.lo > 0 and st.compare_level(d) == st.HIGHER
     assert st.compare_level(st.difference(pq, reps, "a", "b")) == st.LOWER
     assert st.compare_level(st.difference(pq, reps, "a", "a")) == st.SAME_LEVEL
-    assert st.compare_level(st.Interval(0.01, -0.02, 0.04)) == st.SAME_LEVEL
+    assert st.compare_level(Estimate(0.01, -0.02, 0.04)) == st.SAME_LEVEL
 
 
 def test_the_pareto_front_by_hand():

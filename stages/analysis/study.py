@@ -15,36 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from stages.analysis import intervals as iv
 from stages.analysis.curves import rolling_mean, steps_to_reach
+from stages.analysis.estimates import Estimate
 
 FASTER, SLOWER, SAME_SPEED = "faster", "slower", "no speed difference measured"
 HIGHER, LOWER, SAME_LEVEL = "higher", "lower", "no difference measured"
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A point value and its 95% interval; per-seed values where it is a seed statistic."""
-
-    value: float
-    lo: float = math.nan
-    hi: float = math.nan
-
-    def pp(self) -> str:
-        """'+4.5 pp [-0.8, +11.2]' (a difference of rates)."""
-        if not math.isfinite(self.value):
-            return "n/a"
-        return f"{100 * self.value:+.1f} pp [{100 * self.lo:+.1f}, {100 * self.hi:+.1f}]"
-
-    def pct(self) -> str:
-        """'55.0% [48.1-61.6]' (a rate)."""
-        if not math.isfinite(self.value):
-            return "n/a"
-        return f"{100 * self.value:.1f}% [{100 * self.lo:.1f}-{100 * self.hi:.1f}]"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -82,21 +61,21 @@ def replicates(per_question: Mapping[str, Sequence[np.ndarray]]) -> dict[str, np
     return iv.hierarchical_bootstrap(per_question)
 
 
-def rate_interval(per_seed: Sequence[np.ndarray], reps: np.ndarray) -> Interval:
+def rate_interval(per_seed: Sequence[np.ndarray], reps: np.ndarray) -> Estimate:
     """The mean over seeds of per-question rates, with the percentile interval of its replicates."""
     lo, hi = iv.percentile_interval(reps)
-    return Interval(float(np.mean([np.mean(a) for a in per_seed])), lo, hi)
+    return Estimate(float(np.mean([np.mean(a) for a in per_seed])), lo, hi, n_seeds=len(per_seed))
 
 
 def difference(per_question: Mapping[str, Sequence[np.ndarray]], reps: Mapping[str, np.ndarray], a: str,
-               b: str) -> Interval:
+               b: str) -> Estimate:
     """a - b (mean over seeds), with its paired-bootstrap interval."""
     value = float(np.mean([np.mean(x) for x in per_question[a]]) - np.mean([np.mean(x) for x in per_question[b]]))
     lo, hi = iv.percentile_interval(iv.difference(reps, a, b))
-    return Interval(value, lo, hi)
+    return Estimate(value, lo, hi, n_seeds=min(len(per_question[a]), len(per_question[b])))
 
 
-def compare_level(diff: Interval) -> str:
+def compare_level(diff: Estimate) -> str:
     """higher / lower when the difference's interval lies entirely above / below 0; else no difference."""
     if diff.lo > 0:
         return HIGHER

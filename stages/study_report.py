@@ -42,7 +42,7 @@ class ConfigResult:
     seeds: list[int]
     steps: list[float]  # steps to the accuracy threshold per seed (inf: never)
     injected_frac: list[float]
-    final_accuracy: list[float]  # rolling training accuracy at the end
+    train_seconds: list[float]  # each seed's training time (its own timer)
     per_question: dict[str, list[np.ndarray]]  # "superclevr.acc" etc. -> per seed (n,) per-question rates
     greedy_superclevr: list[float]
     lags: list[tuple[float, float, float]] = field(default_factory=list)  # per seed (clevr, probe, lag)
@@ -83,7 +83,7 @@ def load(cfg: Config, metrics_dir: Path, live_dir: Path) -> tuple[list[ConfigRes
             steps=[math.inf if r["train"]["steps_to_threshold"] is None else float(r["train"]["steps_to_threshold"])
                    for r in runs],
             injected_frac=[r["train"]["mean_injected_frac"] for r in runs],
-            final_accuracy=[r["train"]["final_rolling_accuracy"] for r in runs],
+            train_seconds=[r["train"]["train_seconds"] for r in runs],
             per_question={f"{ds}.{metric}": [_rates(r[ds], metric) for r in runs]
                           for ds in ("superclevr", "clevr") for metric in ("acc", "digit")},
             greedy_superclevr=[(r["superclevr"].get("greedy") or {}).get("accuracy", math.nan) for r in runs],
@@ -455,8 +455,7 @@ def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_
     results, curves = load(cfg, metrics_dir, live_dir)
     s = build(results)
     items = answers(s, cfg.study.probe_every)
-    seconds = sum(r["train"]["train_seconds"] for n in cfg.study.configs
-                  for r in read_json(metrics_dir / f"{n}.json")["runs"])
+    seconds = sum(sum(r.train_seconds) for r in results)
     with atomic_dir(out_dir / "figures_study") as tmp:
         plots.speed_transfer_map(s, cfg.train.rolling_window, tmp / "study_map.png")
         plots.format_lag(s, curves, [n for n in ("none", "stochastic", "fixed-1-shaped", "decay", "sft-decay",

@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 . "$tmp/venv/bin/activate"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q "torch==2.13.0"   # the CPU build these machines provide; a range would pull a CUDA build
-pip install -q ".[dev]"
+pip install -q ".[dev,bench]"   # bench: TRL, for the parity test and `vlm-grpo bench`
 {
   echo "# Exact versions of every package (pip freeze), made by scripts/lock.sh; scripts/setup.sh installs these."
   echo "# torch is the CPU build (its local label +cpu is left out so that the same line fits a CUDA build)."

@@ -85,12 +85,59 @@ class OursRunner:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        self.trainer.train_step(self.step)
+        rec = self.trainer.train_step(self.step)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         total = time.perf_counter() - t0
         self.step += 1
-        return total, self.trainer.timer.reset()
+        return total, {k.removeprefix("time_"): v for k, v in rec.items() if k.startswith("time_")}
+
+
+def trl_dataset(examples):
+    """The questions in TRL's conversational multimodal layout: the default prompt (the image, then the question)."""
+    import datasets
+
+    rows = {"prompt": [], "image": [], "truth": []}
+    for ex in examples:
+        rows["prompt"].append([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ex.question}]}])
+        rows["image"].append(ex.image)
+        rows["truth"].append(ex.answer)
+    return datasets.Dataset.from_dict(rows)
+
+
+def trl_reward(record: list[list[float]] | None = None):
+    """The project's count reward as a TRL reward function; each call's rewards (one GRPO step) go to ``record``."""
+
+    def reward(completions, truth, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        out = [float(count_reward(t, n)) for t, n in zip(texts, truth, strict=True)]
+        if record is not None:
+            record.append(out)
+        return out
+
+    return reward
+
+
+def trl_config(train, processor, out_dir: str, steps: int, seed: int, device: str, warmup_steps: int = 0):
+    """TRL's ``GRPOConfig`` for ``steps`` of our GRPO steps with our settings: one TRL generation of B x G
+    completions, then ``epochs`` optimizer steps on it (``num_iterations``), a constant learning rate after a
+    linear warmup of ``warmup_steps`` optimizer steps, the special tokens suppressed as our sampler does."""
+    from trl import GRPOConfig
+
+    tok = processor.tokenizer
+    ends = set(vlm.end_token_ids(tok))
+    suppress = [i for i in (tok.convert_tokens_to_ids(t) for t in vlm.SPECIAL_TOKENS) if i not in ends]
+    return GRPOConfig(
+        output_dir=out_dir, per_device_train_batch_size=train.prompts_per_step * train.group_size,
+        num_generations=train.group_size, steps_per_generation=1, num_iterations=train.epochs,
+        max_completion_length=train.max_new_tokens, temperature=train.temperature, top_p=train.top_p, top_k=0,
+        beta=train.kl_coef, epsilon=train.clip_eps, learning_rate=train.lr, weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm, lr_scheduler_type="constant_with_warmup", warmup_steps=warmup_steps,
+        loss_type="grpo", bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=device == "cpu",
+        report_to=[], logging_steps=10**6, save_strategy="no", max_steps=train.epochs * steps, seed=seed,
+        generation_kwargs={"suppress_tokens": suppress, "eos_token_id": sorted(ends)},
+        dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
+    )
 
 
 class TRLRunner:
@@ -98,37 +145,12 @@ class TRLRunner:
 
     def __init__(self, cfg: Config, base_dir: Path, examples, device: str, steps: int, between=None):
         """``between()`` runs after every reference step (4 optimizer steps), outside TRL's timed steps."""
-        import datasets
-        from trl import GRPOConfig
         from trl import GRPOTrainer as TRLGRPOTrainer
 
         model, processor = vlm.load_model(base_dir, "float32", device)
-        tok = processor.tokenizer
-        ends = set(vlm.end_token_ids(tok))
-        suppress = [tok.convert_tokens_to_ids(t) for t in vlm.SPECIAL_TOKENS]
-        suppress = [i for i in suppress if i not in ends]
-        rows = {"prompt": [], "image": [], "truth": []}
-        for ex in examples:
-            rows["prompt"].append([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": ex.question}]}])
-            rows["image"].append(ex.image)
-            rows["truth"].append(ex.answer)
-        ds = datasets.Dataset.from_dict(rows)
-
-        def reward(completions, truth, **_):
-            texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-            return [float(count_reward(t, n)) for t, n in zip(texts, truth, strict=True)]
-
         self.out = tempfile.mkdtemp(prefix="trl-bench-")
-        args = GRPOConfig(
-            output_dir=self.out, per_device_train_batch_size=32, num_generations=8, steps_per_generation=1,
-            num_iterations=4, max_completion_length=50, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
-            epsilon=0.2, learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay, max_grad_norm=1.0,
-            loss_type="grpo", bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=device == "cpu",
-            report_to=[], logging_steps=10**6, save_strategy="no", max_steps=4 * steps, seed=0,
-            generation_kwargs={"suppress_tokens": suppress, "eos_token_id": sorted(ends)},
-            dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
-        )
-        self.trainer = TRLGRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=ds,
+        args = trl_config(_bench_params(cfg), processor, self.out, steps, seed=0, device=device)
+        self.trainer = TRLGRPOTrainer(model=model, reward_funcs=trl_reward(), args=args, train_dataset=trl_dataset(examples),
                                       processing_class=processor)
         from transformers import TrainerCallback
 

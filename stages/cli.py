@@ -39,6 +39,8 @@ STAGE_MODULES = {
     "eval": "stages.evaluate",
     "report": "stages.report",
     "bench": "stages.bench",
+    "bench-learning": "stages.learning_bench",
+    "gpu-check": "stages.gpu_check",
     "study-run": "stages.study",
     "study-report": "stages.study_report",
 }
@@ -79,12 +81,13 @@ def _run(fn, *args):
     """Run a stage body, turning the project's own input errors into one line and exit status 1."""
     from stages.counting.questions import DataError
     from stages.counting.sources import DataUnavailableError
+    from stages.devices import DeviceError
     from stages.fetch_model import ModelUnavailableError
     from stages.io import InputError
 
     try:
         return fn(*args)
-    except (DataError, DataUnavailableError, ModelUnavailableError, ConfigError, InputError) as err:
+    except (DataError, DataUnavailableError, ModelUnavailableError, ConfigError, InputError, DeviceError) as err:
         _fail(str(err), 1)
 
 
@@ -161,7 +164,7 @@ def train(
     model and CLEVR's train split; writes OUT, LIVE, METRICS.
 
     GRPO with the cell's prompt style, without injection (role none) or with STRATEGY (role inject), resuming from
-    CHECKPOINTS when a matching checkpoint is there. Several processes (GPUs): params train.num_processes=N makes
+    CHECKPOINTS when a matching checkpoint is there. Several processes (GPUs): params execution.num_processes=N makes
     this command relaunch itself under torch.distributed.run; `accelerate launch --num_processes N -m stages.cli
     train ...` or torchrun work too.
     """
@@ -178,10 +181,10 @@ def train(
     except CellError as err:
         _fail(str(err), 2)
     _setup()
-    if cfg.train.num_processes > 1 and "LOCAL_RANK" not in os.environ:
-        # params train.num_processes: run this very command on N processes (one per GPU), as torchrun would
-        command = launch_command(sys.argv, cfg.train.num_processes)
-        log.info("train.num_processes=%d: %s", cfg.train.num_processes, " ".join(command))
+    if cfg.execution.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        # params execution.num_processes: run this very command on N processes (one per GPU), as torchrun would
+        command = launch_command(sys.argv, cfg.execution.num_processes)
+        log.info("execution.num_processes=%d: %s", cfg.execution.num_processes, " ".join(command))
         raise typer.Exit(subprocess.run(command, check=False).returncode)
     stage = _stage("train")
 
@@ -329,6 +332,91 @@ def bench(
     command = "vlm-grpo " + " ".join(sys.argv[1:])
     result = _run(stage.main, cfg, base, data, repeats, out, md, trl, params, command)
     typer.echo(md.read_text() if md.is_file() else result)
+
+
+@app.command("bench-learning")
+def bench_learning(
+    base: Annotated[Path, typer.Option(help="The base both trainers start from (mini: models/base).")] = Path("models/base"),
+    data: DataOpt = Path("data/datasets"),
+    seeds: Annotated[list[int], typer.Option("--seed", help="A seed to train both with (repeat the option).")] = [0, 1],  # noqa: B006
+    steps: Annotated[int | None, typer.Option(min=1, help="GRPO steps per run (default: the profile's train.steps).")] = None,
+    out: Annotated[Path, typer.Option(help="JSON results (key learning_vs_trl; other keys kept).")] = Path("reports/benchmarks.json"),
+    md: Annotated[Path, typer.Option(help="Readable results.")] = Path("reports/learning_vs_trl.md"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Train ours and TRL's GRPOTrainer (the 'bench' extra) from the same base, on the same data and settings, for
+    each seed, and report the steps each takes to reach the rolling training accuracy threshold.
+
+    Default prompt, no injection, the profile's train params (steps, lr and warmup, G, passes, clip, sampling).
+    Mini profile, 2 seeds: about 15 minutes on 2 cores. Writes OUT (learning_vs_trl: ours, trl, seeds, settings,
+    per-step accuracy) and MD. Not a DVC stage.
+    """
+    import dataclasses
+
+    cfg = _config(params)
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
+    if not (base / "config.json").is_file():
+        _fail(f"{base}: no base model; run `dvc repro fetch_model` first (or pass --base)", 1)
+    _setup()
+    stage = _stage("bench-learning")
+
+    command = "vlm-grpo " + " ".join(sys.argv[1:])
+    _run(stage.main, cfg, base, data, seeds, out, md, command)
+    typer.echo(md.read_text())
+
+
+@app.command("gpu-check")
+def gpu_check(
+    model: Annotated[Path, typer.Option(help="A downloaded Qwen2-VL-2B-Instruct, used when it holds config.json; "
+                                             "else a model of its shape with random weights (nothing to download).")]
+    = Path("data/raw/Qwen2-VL-2B-Instruct"),
+    steps: Annotated[int, typer.Option(min=1, help="Timed GRPO steps (the round trip adds one on each trainer).")] = 3,
+    out: Annotated[Path, typer.Option(help="JSON results (every check's record).")] = Path("reports/gpu_check.json"),
+    allow_cpu: Annotated[bool, typer.Option("--allow-cpu", help="Run on the CPU, in fp32: the GPU checks are n/a and "
+                                                                "memory is not judged (the test suite's use).")] = False,
+    widths: Annotated[str, typer.Option(help="Random-weight model: 2b (Qwen2-VL-2B-Instruct's widths and "
+                                             "vocabulary) or mini (the mini profile's tiny model, for the CPU).")] = "2b",
+    text_layers: Annotated[int | None, typer.Option(min=1, help="Text layers of the random-weight model "
+                                                                "(default: full depth, 28 for 2b).")] = None,
+    vision_depth: Annotated[int | None, typer.Option(min=1, help="Vision blocks of the random-weight model "
+                                                                 "(default: full depth, 32 for 2b).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Completion length, every row pinned to it "
+                                                                   "(default: the blog profile's train.max_new_tokens, "
+                                                                   "50).")] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Self-test of a GPU box before the real study: about 2-5 minutes on one GPU at the full 2B; no download.
+    Not a DVC stage.
+
+    With the blog profile's train params (4 prompts x G = 8, 50 new tokens, 4 passes, bf16-mixed) and a frozen
+    reference model, checks: cuda and bf16; a few GRPO steps (seconds by phase: generation, reference forward,
+    forward-backward, optimizer, checkpoint save); their peak GPU memory against `vlm-grpo plan`'s prediction (within
+    15%); the first pass's ratio exp(logp - old_logp) is 1 (within 1e-2 in bf16); greedy left-padded batched
+    generation equals one prompt at a time; a checkpoint save -> load round trip (same weights and optimizer state,
+    the same next step); an all-reduce under `torchrun --nproc_per_node N -m stages.cli gpu-check`. Prints a
+    pass/fail table, writes OUT (and, while it runs, a checkpoint beside it: 26.5 GB for the 2B, fp32 weights and
+    AdamW state); exit status 1 when a judged check fails. Random weights: completions pinned to
+    max_new_tokens and a checksum reward (see stages/gpu_check.py). The test suite runs it on the CPU in seconds:
+    --allow-cpu --widths mini --text-layers 1 --vision-depth 1 --steps 2 --max-new-tokens 4.
+    """
+    from stages import plan as planner
+
+    if widths not in ("2b", "mini"):
+        _fail(f"--widths {widths!r} is invalid: must be 2b or mini", 2)
+    try:
+        cfg = planner.load_profile_config(params, "blog")
+    except ConfigError as err:
+        _fail(str(err), 2)
+    _setup()
+    stage = _stage("gpu-check")
+
+    command = "vlm-grpo " + " ".join(sys.argv[1:])
+    report = _run(stage.main, cfg, model, steps, out, allow_cpu, widths, text_layers, vision_depth, max_new_tokens,
+                  command)
+    if report["main_process"]:
+        typer.echo(stage.table(report))
+    raise typer.Exit(0 if report["ok"] else 1)
 
 
 @app.command("rehearsal-inputs")

@@ -33,7 +33,7 @@ export PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}"   # the clone's code, not t
 dvc exp run -n blog-rehearsal \
   -S profile=blog -S 'seeds=[0]' \
   -S "fetch_data.raw_dir=$raw" -S "fetch_model.local_dir=$raw/Qwen2-VL-2B-Instruct" \
-  -S fetch_data.clevr_eval_rows=8 \
+  -S fetch_data.clevr_eval_rows=8 -S fetch_data.superclevr_check=false \
   -S ++profiles.blog.baseline_assess.n_questions=4 -S ++profiles.blog.baseline_assess.batch_size=4 \
   -S ++profiles.blog.train.steps=2 -S ++profiles.blog.train.prompts_per_step=2 -S ++profiles.blog.train.group_size=2 \
   -S ++profiles.blog.eval.clevr_questions=4 -S ++profiles.blog.eval.batch_size=4

@@ -10,7 +10,8 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 if ! python -c "import torch" >/dev/null 2>&1; then
-  echo "setup: installing torch==2.13.0 (CPU)"
+  # a GPU box: install the CUDA build of torch into .venv first (README, "The blog profile"); it is kept
+  echo "setup: no torch in .venv: installing torch==2.13.0 (a CPU build where this machine's pip provides one)"
   pip install -q "torch==2.13.0"
 fi
 if ! python -c "import stages, dvc, pytest, hypothesis" >/dev/null 2>&1 || [ pyproject.toml -nt .venv/.installed ] \
@@ -20,5 +21,6 @@ if ! python -c "import stages, dvc, pytest, hypothesis" >/dev/null 2>&1 || [ pyp
   pip install -q --no-deps -e .
   touch .venv/.installed
 fi
+python -c "import torch; cuda = torch.version.cuda; print(f'setup: .venv has torch {torch.__version__}, ' + (f'a CUDA {cuda} build; GPUs visible: {torch.cuda.device_count()}' if cuda else 'a CPU build'))"
 # `dvc plots show` pages that render without network (vega inlined from npm; optional)
 bash scripts/offline_plots.sh || echo "setup: no offline plot template; dvc plots pages will load vega from a CDN"

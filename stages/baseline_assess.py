@@ -7,10 +7,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from stages.counting.questions import load_counting_split
 from stages.counting.scoring import answer_questions, score
+from stages.devices import stage_device
 from stages.grpo.advantages import signal_chance
 from stages.io import atomic_write_text, write_json
 from stages.vlm import qwen2vl as vlm
@@ -44,7 +43,7 @@ def main(cfg: Config, base_dir: Path, data_dir: Path, metrics_path: Path, table_
     b, e = cfg.baseline_assess, cfg.eval
     heldout = load_counting_split(data_dir / "clevr" / "heldout", "clevr")
     examples = [heldout[i] for i in range(min(b.n_questions, len(heldout)))]
-    model, processor = vlm.load_model(base_dir, cfg.eval.dtype, "cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = vlm.load_model(base_dir, cfg.eval.dtype, stage_device("baseline_assess", cfg.execution.device, cfg.profile == "blog", cfg.eval.dtype == "bfloat16"))
     results = {}
     for style in cfg.prompt_styles:
         answers = answer_questions(model, processor, examples, style, batch_size=b.batch_size,

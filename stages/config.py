@@ -30,6 +30,7 @@ PROFILES = ("mini", "blog")
 # numbers near 0.02 is 1.2e-4), so most weights would never move.
 PRECISIONS = ("fp32", "bf16-mixed")
 INFERENCE_DTYPES = ("float32", "bfloat16")  # evaluation only: no optimizer, so bf16 weights are fine
+DEVICES = ("auto", "cuda", "cpu")  # execution.device (stages/devices.py)
 # LoRA targets: the language model's linear layers (stages/training/lora.py never adapts the vision tower)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -61,6 +62,7 @@ class FetchDataParams:
     clevr_repo: str = "leonardPKU/clevr_cogen_a_train"
     clevr_eval_rows: int = _f(15000, min=1)
     superclevr_repo: str = "jigsaw-r1/super_clevr"
+    superclevr_check: bool = True  # blog: stop unless the SuperCLEVR set is R1-V's 200 counting questions
     raw_dir: str = "data/raw"
 
 
@@ -128,7 +130,6 @@ class TrainParams:
     top_p: float = _f(1.0, gt=0, max=1)
     max_new_tokens: int = _f(50, min=1)
     kl_log_every: int = _f(1, min=1)  # reference forward for the KL log every N steps (always if kl_coef > 0)
-    checkpoint_every: int = _f(25, min=1)
     accuracy_threshold: float = _f(0.9, gt=0, max=1)
     rolling_window: int = _f(20, min=1)
     reward: str = _f("count", choices=REWARD_NAMES)  # count: the blog's +1/0/-1; partial: +0.5 off by one
@@ -137,7 +138,6 @@ class TrainParams:
     probe_every: int = _f(0, min=0)  # > 0: every N steps, the policy answers a fixed SuperCLEVR probe (0: off)
     probe_questions: int = _f(50, min=1)  # the probe: the first N SuperCLEVR questions, sampled as in training
     precision: str = _f("fp32", choices=PRECISIONS)
-    num_processes: int = _f(1, min=1)  # > 1: `vlm-grpo train` relaunches itself under torch.distributed.run (DDP)
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~1/3 more compute
     lora_rank: int = _f(0, min=0)  # 0: full fine-tune; r > 0: LoRA adapters of rank r (peft), merged at the end
     lora_alpha: float = _f(32.0, gt=0)  # the adapters' scale is lora_alpha / lora_rank
@@ -164,6 +164,16 @@ class EvalParams:
     greedy: bool = True  # also answer every question greedily: an accuracy free of sampling noise
 
 
+@dataclass(frozen=True)
+class ExecutionParams:
+    """How a stage runs, never what it computes: no stage declares these as DVC params and no checkpoint
+    fingerprint holds them, so changing one after a kill keeps every finished cell cached and resumes the rest."""
+
+    device: str = _f("auto", choices=DEVICES)  # auto: CUDA when usable (the blog profile requires it), else CPU
+    num_processes: int = _f(1, min=1)  # > 1: `vlm-grpo train` relaunches itself under torch.distributed.run (DDP)
+    checkpoint_every: int = _f(25, min=1)  # training steps between checkpoints (only the newest is kept)
+
+
 SECTIONS: dict[str, type] = {
     "fetch_data": FetchDataParams,
     "fetch_model": FetchModelParams,
@@ -171,6 +181,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainParams,
     "injection_params": InjectionParams,
     "eval": EvalParams,
+    "execution": ExecutionParams,
 }
 TOP_LEVEL = ("profile", "injection", "prompt_styles", "seeds", "profiles", *SECTIONS, "study")
 
@@ -204,6 +215,7 @@ class Config:
     train: TrainParams
     injection_params: InjectionParams
     eval: EvalParams
+    execution: ExecutionParams = field(default_factory=ExecutionParams)
     study: StudyParams = field(default_factory=StudyParams)
 
 
@@ -288,9 +300,9 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError("params.yaml: fetch_model.text_heads must be a multiple of text_kv_heads")
     if m.vision_embed % m.vision_heads:
         raise ConfigError("params.yaml: fetch_model.vision_embed must be divisible by vision_heads")
-    if cfg.train.prompts_per_step % cfg.train.num_processes:
+    if cfg.train.prompts_per_step % cfg.execution.num_processes:
         raise ConfigError(f"params.yaml: train.prompts_per_step ({cfg.train.prompts_per_step}) must be divisible by "
-                          f"train.num_processes ({cfg.train.num_processes}): each process takes an equal share")
+                          f"execution.num_processes ({cfg.execution.num_processes}): each process takes an equal share")
 
 
 def config_from_dict(raw: Any) -> Config:

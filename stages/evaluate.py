@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from stages.counting.questions import load_counting_split
 from stages.counting.scoring import answer_questions, per_question, score
+from stages.devices import stage_device
 from stages.io import atomic_write_text, write_json
 from stages.vlm import qwen2vl as vlm
 
@@ -36,7 +36,7 @@ def main(cfg: Config, dataset: str, prompt: str, model_dir: Path, data_dir: Path
     else:
         split = load_counting_split(data_dir / "superclevr", "superclevr")
         examples = [split[i] for i in range(len(split))]
-    model, processor = vlm.load_model(model_dir, cfg.eval.dtype, "cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = vlm.load_model(model_dir, cfg.eval.dtype, stage_device("eval", cfg.execution.device, cfg.profile == "blog", cfg.eval.dtype == "bfloat16"))
     decode = dict(batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, temperature=e.temperature, top_p=e.top_p)
     # sample k is seeded with eval.seed + k: sample 0 is the single-sample evaluation, whatever k is
     sampled = pd.concat([

@@ -28,6 +28,9 @@ def main(cfg: Config, out: Path) -> None:
         clevr = sources.fetch_clevr_blog(repo_id=d.clevr_repo, eval_rows=d.clevr_eval_rows,
                                       raw_dir=raw / d.clevr_repo.split("/")[-1])
         superclevr = sources.fetch_superclevr_blog(raw_dir=raw / "superclevr", repo_id=d.superclevr_repo)
+        if d.superclevr_check:  # the cross-domain test is R1-V's set, or the blog's numbers do not compare
+            sources.verify_r1v_superclevr(superclevr, f"the SuperCLEVR set (from {raw / 'superclevr'} or {d.superclevr_repo})")
+            log.info("SuperCLEVR: R1-V's 200 counting questions, its ground truths in its order")
     else:
         clevr = sources.build_clevr_mini(seed=d.seed, n_train=d.clevr_train, n_heldout=d.clevr_heldout,
                                       min_count=d.clevr_min_count, max_count=d.clevr_max_count, size=d.image_size)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +228,7 @@ def build_and_pretrain_mini(cfg: Config, out_dir: Path, metrics_path: Path) -> d
 
 
 def snapshot_blog_model(cfg: Config, out_dir: Path, metrics_path: Path) -> dict:
-    """The blog's model: a local copy in ``fetch_model.local_dir`` when there is one (``huggingface-cli download
+    """The blog's model: a local copy in ``fetch_model.local_dir`` when there is one (``hf download
     --local-dir``, or the offline rehearsal's stand-in), else a snapshot from the hub."""
     hub_id, local = cfg.fetch_model.hub_id, Path(cfg.fetch_model.local_dir)
     if (local / "config.json").is_file():
@@ -250,7 +250,7 @@ def snapshot_blog_model(cfg: Config, out_dir: Path, metrics_path: Path) -> dict:
     except Exception as err:  # offline, hub error, auth: the same remedy
         raise ModelUnavailableError(
             f"cannot download {hub_id} from the Hugging Face hub ({type(err).__name__}): on a machine with "
-            f"network run `huggingface-cli download {hub_id} --local-dir {local}` and copy {local}/ here"
+            f"network run `hf download {hub_id} --local-dir {local}` and copy {local}/ here"
         ) from None
     metrics = {"profile": "blog", "hub_id": hub_id}
     write_json(metrics_path, metrics)
@@ -259,5 +259,9 @@ def snapshot_blog_model(cfg: Config, out_dir: Path, metrics_path: Path) -> dict:
 
 def main(cfg: Config, out_dir: Path, metrics_path: Path) -> dict:
     if cfg.profile == "blog":
+        log.info("fetch_model: device none (the blog profile copies the model's files; no weights are computed)")
         return snapshot_blog_model(cfg, out_dir, metrics_path)
+    # the mini base is built and pretrained on the CPU whatever execution.device says: its bytes are the premise of
+    # every mini result, and a GPU's kernels would make another base
+    log.info("fetch_model: device cpu (%d threads): the mini base is pretrained on the CPU", torch.get_num_threads())
     return build_and_pretrain_mini(cfg, out_dir, metrics_path)

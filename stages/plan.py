@@ -612,6 +612,60 @@ def image_pixel_limits(model_dir: Path | None) -> tuple[int | None, int | None]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# disk: what a run of the whole grid keeps on disk at its peak
+
+# the blog's CLEVR training set as parquet when no local copy is there to measure: the hub's parquet conversion of
+# leonardPKU/clevr_cogen_a_train lists files of ~490 MB, at least 17 of them (an estimate, not a measurement)
+CLEVR_PARQUET_ESTIMATE = 17 * 490 * 10**6
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) if Path(path).is_dir() else 0
+
+
+def checkpoint_bytes(params: ParamCount, trainable: int) -> int:
+    """One checkpoint: the fp32 weights saved (all of them, or LoRA's adapters) and AdamW's two fp32 moments."""
+    saved = trainable if trainable < params.total else params.total  # LoRA: the adapters only
+    return 4 * saved + 8 * trainable
+
+
+def disk_needs(params: ParamCount, trainable: int, cells: int, raw_data: int, workers: int = 1) -> dict[str, int]:
+    """Bytes on disk at the grid's peak, part by part: the model stored in bf16 (the hub's dtype; trained cells
+    are stored in the base's dtype), DVC's cache holding a copy of every output (its default cache.type copies),
+    and one checkpoint per cell in training (``workers`` cells at a time; each is deleted once its cell is done)."""
+    model = 2 * params.total
+    datasets = raw_data  # data/datasets: the same images, re-saved by fetch_data
+    out = {
+        "raw data (data/raw: CLEVR parquet, SuperCLEVR)": raw_data,
+        "datasets (data/datasets)": datasets,
+        "base model (data/raw copy + models/base)": 2 * model,
+        f"trained cells (models/CELL, {cells} x bf16)": cells * model,
+        "DVC cache (a copy of datasets, base and cells)": datasets + model + cells * model,
+        f"checkpoints at their peak ({workers} cell(s) training at once)": workers * checkpoint_bytes(params, trainable),
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def disk_report(cfg, params: ParamCount, trainable: int, raw_dir: Path | None, workers: int = 1) -> tuple[list[str], dict]:
+    cells = len(cfg.prompt_styles) * 2 * len(cfg.seeds)
+    measured = dir_bytes(raw_dir) if raw_dir is not None else 0
+    raw = measured or CLEVR_PARQUET_ESTIMATE
+    need = disk_needs(params, trainable, cells, raw, workers)
+    ckpt = checkpoint_bytes(params, trainable)
+    every = cfg.execution.checkpoint_every
+    lines = ["", f"disk for the grid ({cells} cells; execution.checkpoint_every = {every})",
+             f"{'part':<60s}{'GiB':>8s}"]
+    lines += [f"{name:<60s}{gib(n):>8s}" for name, n in need.items()]
+    lines += [f"  raw data: {'measured in ' + str(raw_dir) if measured else 'an estimate (no local copy to measure)'}; "
+              f"one checkpoint {gib(ckpt)} GiB, written {cfg.train.steps // every} times a cell "
+              f"({gib(ckpt * (cfg.train.steps // every))} GiB written), only the newest kept",
+              "  `dvc config cache.type hardlink,symlink` links outputs into the cache instead of copying them: "
+              f"{gib(need['DVC cache (a copy of datasets, base and cells)'])} GiB less"]
+    return lines, {"disk_bytes": need, "checkpoint_bytes": ckpt, "raw_data_measured": bool(measured)}
+
+
+# ----------------------------------------------------------------------------------------------------------
 # printing
 
 
@@ -1009,13 +1063,17 @@ def run(params: Path, profile: str, model_dir: Path | None = None, width: int = 
     shape, counts = shape_of(config), count_params(config)
     lo, hi = image_pixel_limits(model_dir)
     w = workload_for(cfg.train, shape, width, height, text_tokens, lo, hi)
-    world = int(getattr(cfg.train, "num_processes", 1) or 1)
+    world = cfg.execution.num_processes
     if world > 1:  # each process takes B / world prompts
         w = dataclasses.replace(w, prompts=max(1, w.prompts // world))
     text, data = plan_report(label=label, cfg=cfg, params=counts, shape=shape, w=w, current=current_option(cfg.train),
                              reference_mode=reference)
     if world > 1:
-        text += f"\n  train.num_processes = {world}: per process B = {w.prompts} prompts (one GPU each)"
+        text += f"\n  execution.num_processes = {world}: per process B = {w.prompts} prompts (one GPU each)"
+    trainable = data["current"]["lora_rank"] and lora_params(shape, data["current"]["lora_rank"]) or counts.total
+    disk_lines, disk = disk_report(cfg, counts, trainable, Path(cfg.fetch_data.raw_dir) if cfg.profile == "blog" else None)
+    text += "\n" + "\n".join(disk_lines)
+    data.update(disk)
     if json_path is not None:
         from stages.io import write_json
 

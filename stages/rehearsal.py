@@ -5,7 +5,7 @@
   (``image`` {bytes, path} as PNG at 480x320, every third RGBA; ``problem``; ``solution`` ``<answer> N </answer>``);
 - ``superclevr/``: R1-V's ``superclevr_test200_counting_problems.jsonl`` (``image_path``, ``question``,
   ``ground_truth``, counts 3-10) and ``images/superCLEVR_new_0250NN.png`` (480x320);
-- ``Qwen2-VL-2B-Instruct/``: a directory as ``huggingface-cli download`` leaves it: the 2B's config (every width,
+- ``Qwen2-VL-2B-Instruct/``: a directory as ``hf download`` leaves it: the 2B's config (every width,
   the 151,936-token vocabulary, rope, the special-token ids) with only a few layers, random bf16 safetensors,
   a tokenizer with Qwen2-VL's chat template and special tokens at their real ids, and the real image processor
   settings (a 480x320 image -> 187 visual tokens).

@@ -1,9 +1,11 @@
 """Stages ``train_none@PROMPT-SEED`` and ``train_inject@PROMPT-SEED``: GRPO on CLEVR's training split for one cell.
 
 Writes the trained model (safetensors + processor), per-step logs through DVCLive, a summary metrics file,
-and checkpoints every ``checkpoint_every`` steps.  Killed at any moment, the stage resumes from its last
-checkpoint on the next ``dvc repro``; since every random draw of a step is seeded from (seed, step), the
-finished logs and model equal those of an uninterrupted run (on CPU). Under LoRA (``train.lora_rank > 0``) the
+and a checkpoint every ``execution.checkpoint_every`` steps (only the newest is kept, and it is deleted once the
+cell's outputs are written).  Killed at any moment, the stage resumes from its last checkpoint on the next
+``dvc repro``; since every random draw of a step is seeded from (seed, step), the finished logs and model equal
+those of an uninterrupted run (on CPU). Under several processes rank 0 alone reads the checkpoint and sends it to
+the others, so ranks without a shared filesystem resume from the same one. Under LoRA (``train.lora_rank > 0``) the
 checkpoints hold the adapters and the model written has them merged in: a plain Qwen2-VL, as a full fine-tune's.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -23,8 +24,9 @@ from tqdm.auto import tqdm
 from stages.analysis.curves import rolling_mean, steps_to_reach
 from stages.cells import cell_strategy, parse_cell
 from stages.counting.questions import load_counting_split
+from stages.devices import stage_device
 from stages.io import InputError, atomic_dir, write_json
-from stages.training.checkpoints import fingerprint, load_checkpoint, save_checkpoint
+from stages.training.checkpoints import delete_checkpoint, fingerprint, resume_checkpoint, save_checkpoint
 from stages.training.loop import GRPOTrainer
 from stages.vlm import qwen2vl as vlm
 
@@ -44,14 +46,24 @@ LIVE_KEYS = {
     "charts/completion_length": "completion_length",
     "charts/lr": "lr",
     "charts/seconds_per_step": "seconds_per_step",
+    "charts/skipped_update": "skipped_update",
     "losses/loss": "loss",
     "losses/clip_frac": "clip_frac",
     "losses/kl": "kl",
     "losses/grad_norm": "grad_norm",
+    "losses/ratio_mean": "ratio_mean",
     "losses/sft_weight": "sft_weight",  # train.sft_coef > 0 only (CHORD's supervised term)
     "losses/sft_loss": "sft_loss",
     "probe/superclevr_digit_rate": "probe_digit_rate",  # every train.probe_every steps (NaN, not logged, between)
     "probe/superclevr_accuracy": "probe_accuracy",
+    # where a step's time goes (stages.training.loop.PhaseTimer) and, on a GPU, its peak memory
+    "time/generation_s": "time_generation",
+    "time/injected_forward_s": "time_injected_forward",
+    "time/reference_forward_s": "time_reference_forward",
+    "time/train_forward_backward_s": "time_train_forward_backward",
+    "time/optimizer_s": "time_optimizer",
+    "time/checkpoint_s": "time_checkpoint",
+    "memory/peak_gib": "peak_memory_gib",
 }
 
 
@@ -91,6 +103,28 @@ def _log_record(live, rec: dict) -> None:
         if key in rec and rec[key] == rec[key]:  # skip NaN (e.g. KL on steps without a reference forward)
             live.log_metric(name, rec[key])
     live.next_step()
+
+
+# per-step record keys that measure the machine (seconds, memory), not the training: two equal runs differ there
+MACHINE_KEYS = tuple(key for name, key in LIVE_KEYS.items() if name.startswith(("time/", "memory/"))) + (
+    "seconds_per_step",)
+
+
+def read_records(live_dir: Path, timings: bool = True) -> list[dict]:
+    """The per-step records a train stage logged to ``live_dir`` (DVCLive's TSVs), keyed as the trainer keys them:
+    what a finished cell leaves once its checkpoint is gone. A key a step did not log is absent from its record.
+    ``timings=False`` leaves out the machine's measurements (:data:`MACHINE_KEYS`), to compare two runs."""
+    import pandas as pd
+
+    by_step: dict[int, dict] = {}
+    for name, key in LIVE_KEYS.items():
+        if not timings and key in MACHINE_KEYS:
+            continue
+        tsv = live_dir / "plots" / "metrics" / f"{name}.tsv"
+        if tsv.is_file():
+            for step, value in pd.read_csv(tsv, sep="\t").set_index("step")[name.split("/")[-1]].items():
+                by_step.setdefault(int(step), {"step": int(step)})[key] = float(value)
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def load_probe(cfg: Config, data_dir: Path) -> list:
@@ -136,19 +170,22 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
     examples = load_counting_split(data_dir / "clevr" / "train", "clevr")
     probe_questions = load_probe(cfg, data_dir)
     torch.manual_seed(seed)
-    # this process's GPU under a launcher (cuda:LOCAL_RANK). Not accelerate's PartialState: a process group made
-    # before from_pretrained makes save_pretrained expect every rank and write no weights from rank 0 alone
-    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    # this process's device, bound before any CUDA call (cuda:LOCAL_RANK under a launcher). Not accelerate's
+    # PartialState: a process group made before from_pretrained makes save_pretrained expect every rank and write
+    # no weights from rank 0 alone
+    device = stage_device("train", cfg.execution.device, cfg.profile == "blog", cfg.train.precision == "bf16-mixed")
     # fp32 master weights whatever train.precision says; bf16-mixed computes in bf16 under autocast
     model, processor = vlm.load_model(base_dir, "float32", device)
     lora = cfg.train.lora_rank > 0
     ref_dtype = "bfloat16" if cfg.train.precision == "bf16-mixed" else "float32"  # frozen: bf16 weights are fine
     # under LoRA the reference is the policy with its adapters off: no second copy of the weights
     ref_model = None if lora else vlm.load_model(base_dir, ref_dtype, model.device)[0]
+    from accelerate import Accelerator
+
     trainer = GRPOTrainer(model, ref_model, processor, examples, prompt, strategy, cfg.train, cfg.injection_params,
-                          seed)
+                          seed, accelerator=Accelerator(cpu=device == "cpu"))
     fp = fingerprint({**trainer_params(cfg), "strategy": strategy}, cell, base_dir)
-    state = load_checkpoint(ckpt_dir, trainer.policy, trainer.opt, fp, trainer.acc.device, trainable_only=lora) or {}
+    state = resume_checkpoint(ckpt_dir, trainer.policy, trainer.opt, fp, trainer.acc.device, trainable_only=lora) or {}
     start, records, seconds = state.get("next_step", 0), state.get("records", []), state.get("seconds", 0.0)
     trainer.digit_history.extend(state.get("digit_history", []))
     main_proc = trainer.acc.is_main_process
@@ -158,9 +195,12 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
                disable=not main_proc)
     t_last = time.perf_counter()
     w = cfg.train.rolling_window
+    checkpoint_seconds = None  # the last checkpoint's save time, logged with the step after it
     for step in bar:
         rec = trainer.train_step(step)
         sample = rec.pop("_sample")
+        if checkpoint_seconds is not None:
+            rec["time_checkpoint"], checkpoint_seconds = checkpoint_seconds, None
         if probe_questions and main_proc and (step + 1) % cfg.train.probe_every == 0:
             rec.update(probe(trainer, probe_questions, cfg, step))
         records.append(rec)
@@ -176,10 +216,12 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
         if step % 25 == 0:
             log.info("step %d sample: %r", step, sample[:120])
         done = step + 1
-        if main_proc and (done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps):
+        if main_proc and done % cfg.execution.checkpoint_every == 0 and done < cfg.train.steps:
+            t_ckpt = time.perf_counter()
             save_checkpoint(ckpt_dir, trainer.policy, trainer.opt,
                             {"next_step": done, "records": records, "seconds": seconds, "fingerprint": fp,
                              "digit_history": list(trainer.digit_history)}, trainable_only=lora)
+            checkpoint_seconds = time.perf_counter() - t_ckpt
 
     summary = summarize(records, cfg, seconds)
     if main_proc:
@@ -196,4 +238,5 @@ def main(cfg: Config, cell: str, strategy: str, base_dir: Path, data_dir: Path, 
             live.end()
         write_json(metrics_path, {"cell": cell, "prompt": prompt, "arm": role, "strategy": strategy, "seed": seed,
                                    **summary})
+        delete_checkpoint(ckpt_dir)  # the outputs are complete: the (large) checkpoint has served
     return summary

@@ -1,6 +1,7 @@
 """Two processes under Accelerate (gloo, CPU) give the same training as one process for the same global batch,
 for the `none` arm at cold start as for `stochastic`, including a step where one rank holds only constant groups
-(it must still join the gradient all-reduce, or the other rank waits for it for good)."""
+(it must still join the gradient all-reduce, or the other rank waits for it for good); and two processes resume a
+killed run from rank 0's checkpoint when the other rank cannot read it (a node without a shared filesystem)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
+from stages.train import read_records
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,8 +33,8 @@ def world(tmp_path_factory, make_tiny_world):
     root = make_tiny_world(tmp_path_factory.mktemp("ddp"), seed=9, n_train=16, n_heldout=4)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["profiles"]["mini"]["train"] = {"steps": 3, "prompts_per_step": 4, "group_size": 4, "epochs": 2,
-                                        "max_new_tokens": 8, "checkpoint_every": 3, "lr": 1e-3,
-                                        "warmup_frac": 0.0, "rolling_window": 2}
+                                        "max_new_tokens": 8, "lr": 1e-3, "warmup_frac": 0.0, "rolling_window": 2}
+    raw["profiles"]["mini"]["execution"] = {"checkpoint_every": 1}
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     return root
 
@@ -55,27 +58,47 @@ def forced(self, batch, mine, step):
 
 
 loop.GRPOTrainer.generate = forced
+
+# a kill (every rank at once) at step KILL_AT_STEP, and ranks other than 0 on a node that cannot see rank 0's
+# checkpoint folder (CKPT_RANK0_ONLY): theirs is empty
+import os
+
+kill_at = int(os.environ.get("KILL_AT_STEP", "-1"))
+train_step = loop.GRPOTrainer.train_step
+
+
+def killed(self, step):
+    if step == kill_at:
+        raise SystemExit(3)
+    return train_step(self, step)
+
+
+loop.GRPOTrainer.train_step = killed
+if os.environ.get("CKPT_RANK0_ONLY") and os.environ.get("RANK", "0") != "0":
+    at = sys.argv.index("--checkpoints")
+    sys.argv[at + 1] += f"-rank{os.environ['RANK']}"
 from stages.cli import app
 sys.exit(app())
 """
 
 
-def _train(root: Path, out: Path, processes: int, cell: str, strategy: str, via_params: bool = False) -> None:
+def _train(root: Path, out: Path, processes: int, cell: str, strategy: str, via_params: bool = False,
+           env: dict | None = None, returncode: int = 0) -> None:
     """Train ``cell`` on ``processes`` processes: through torchrun, or (``via_params``) through params
-    train.num_processes, which makes the train command relaunch itself."""
+    execution.num_processes, which makes the train command relaunch itself."""
     launcher = root / "launch_train.py"
     launcher.write_text(LAUNCHER)
     params = root / "params.yaml"
     if via_params:
         raw = yaml.safe_load(params.read_text())
-        raw["profiles"]["mini"]["train"]["num_processes"] = processes
+        raw["profiles"]["mini"]["execution"]["num_processes"] = processes
         params = out / "params.yaml"
         out.mkdir(parents=True, exist_ok=True)
         params.write_text(yaml.safe_dump(raw))
     args = [str(launcher), "train", cell, "--strategy", strategy, "--params", str(params),
             "--base", str(root / "base"), "--data", str(root / "data"), "--out", str(out / "model"),
             "--checkpoints", str(out / "ckpt"), "--live", str(out / "live"), "--metrics", str(out / "m.json")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     if processes == 1 or via_params:
         cmd = [sys.executable, *args]
     else:
@@ -87,7 +110,7 @@ def _train(root: Path, out: Path, processes: int, cell: str, strategy: str, via_
                               timeout=240)
     except subprocess.TimeoutExpired as err:
         raise AssertionError(f"{processes} process(es) made no progress for 240 s (a rank left waiting?)") from err
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == (returncode == 0), proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize(("cell", "strategy", "via_params"), [("default-none-0", "none", False),
@@ -95,20 +118,27 @@ def _train(root: Path, out: Path, processes: int, cell: str, strategy: str, via_
 def test_two_processes_equal_one(world, tmp_path, cell, strategy, via_params):
     _train(world, tmp_path / "one", 1, cell, strategy)
     _train(world, tmp_path / "two", 2, cell, strategy, via_params)
-    one = json.loads((tmp_path / "one" / "ckpt" / "state.json").read_text())["records"]
-    two = json.loads((tmp_path / "two" / "ckpt" / "state.json").read_text())["records"]
+    one, two = read_records(tmp_path / "one" / "live"), read_records(tmp_path / "two" / "live")
     assert one[1]["skipped_update"] == two[1]["skipped_update"] == 0.0  # rank 0 had nothing, rank 1 had a signal
+    _same_training(one, two)
+    _same_weights(world, tmp_path / "one", tmp_path / "two")
+
+
+def _same_training(one: list[dict], two: list[dict]) -> None:
     for a, b in zip(one, two, strict=True):
         # what was sampled, scored and injected over the global batch is identical, and so is every logged
         # metric gathered over ranks (loss and clip fraction up to float rounding of the reduction)
         for key in ("digit_rate", "accuracy", "mean_reward", "policy_reward", "frac_reward_zero_std",
                     "injected_frac", "completion_length", "skipped_update"):
             assert a[key] == b[key], key
-        for key in ("loss", "clip_frac", "kl"):
+        for key in ("loss", "clip_frac", "kl", "ratio_mean"):
             if key in a:
                 assert a[key] == pytest.approx(b[key], abs=1e-5, nan_ok=True), key
-    wa = load_file(tmp_path / "one" / "model" / "model.safetensors")
-    wb = load_file(tmp_path / "two" / "model" / "model.safetensors")
+
+
+def _same_weights(world: Path, one: Path, two: Path) -> None:
+    wa = load_file(one / "model" / "model.safetensors")
+    wb = load_file(two / "model" / "model.safetensors")
     assert wa.keys() == wb.keys()
     base = load_file(world / "base" / "model.safetensors")
     moved = max((wa[k] - base[k]).abs().max().item() for k in wa)
@@ -119,3 +149,21 @@ def test_two_processes_equal_one(world, tmp_path, cell, strategy, via_params):
         # each tensor's disagreement with how far training moved it
         moved_k = (wa[k] - base[k]).norm()
         assert (wa[k] - wb[k]).norm() <= 0.05 * moved_k + 1e-6, k
+
+
+def test_two_processes_resume_from_rank_0s_checkpoint_when_rank_1_cannot_read_it(world, tmp_path):
+    """Killed at step 2 (checkpoint after step 2), resumed on 2 processes where rank 1's checkpoint folder is empty:
+    rank 0 reads its checkpoint and sends weights, optimizer state and records to rank 1, so the run equals an
+    uninterrupted one (rank 1 starting from the base would sample other completions and pull the weights apart)."""
+    cell, strategy = "default-none-0", "none"
+    _train(world, tmp_path / "straight", 2, cell, strategy)
+    killed = tmp_path / "killed"
+    _train(world, killed, 2, cell, strategy, env={"KILL_AT_STEP": "2"}, returncode=1)
+    assert json.loads((killed / "ckpt" / "state.json").read_text())["next_step"] == 2
+    _train(world, killed, 2, cell, strategy, env={"CKPT_RANK0_ONLY": "1"})
+    assert not (killed / "ckpt-rank1").exists() or not any((killed / "ckpt-rank1").iterdir())
+    assert not (killed / "ckpt").exists()  # the cell is done: its checkpoint is deleted
+    straight, resumed = (read_records(d / "live", timings=False) for d in (tmp_path / "straight", killed))
+    assert [r["step"] for r in resumed] == [0, 1, 2]
+    _same_training(straight, resumed)
+    _same_weights(world, tmp_path / "straight", killed)

@@ -22,7 +22,8 @@ TINY = {
                     "check_max_new_tokens": 4},
     "baseline_assess": {"n_questions": 4, "batch_size": 4},
     "train": {"steps": 3, "prompts_per_step": 2, "group_size": 2, "epochs": 1, "max_new_tokens": 4,
-              "checkpoint_every": 3, "rolling_window": 2, "warmup_frac": 0.0, "kl_log_every": 10},
+              "rolling_window": 2, "warmup_frac": 0.0, "kl_log_every": 10},
+    "execution": {"checkpoint_every": 3},
     "injection_params": {},
     "eval": {"clevr_questions": 4, "batch_size": 4, "max_new_tokens": 4},
 }

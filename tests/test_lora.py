@@ -24,8 +24,8 @@ def world(tmp_path_factory, make_tiny_world, repo_root):
     root = make_tiny_world(tmp_path_factory.mktemp("lora"), seed=7, n_train=8, n_heldout=2)
     cfg = load_config(repo_root / "params.yaml")
     small = dataclasses.replace(cfg.train, steps=2, prompts_per_step=2, group_size=4, epochs=1, max_new_tokens=8,
-                                checkpoint_every=1, lr=1e-3, warmup_frac=0.0, rolling_window=2)
-    cfg = dataclasses.replace(cfg, train=small)
+                                lr=1e-3, warmup_frac=0.0, rolling_window=2)
+    cfg = dataclasses.replace(cfg, train=small, execution=dataclasses.replace(cfg.execution, checkpoint_every=1))
     model, processor = vlm.load_model(root / "base", "float32", "cpu")
     examples = load_counting_split(root / "data" / "clevr" / "train", "clevr")
     return root, cfg, model, processor, examples
@@ -161,11 +161,10 @@ def test_lora_kill_and_resume_equals_a_straight_run(world, tmp_path, monkeypatch
     _run(world, tmp_path / "resumed", cfg)
 
     def records(out):
-        state = json.loads((out / "ckpt" / "state.json").read_text())
-        return [{k: v for k, v in r.items() if k != "seconds_per_step"} for r in state["records"]]
+        return train_stage.read_records(out / "live", timings=False)
 
     assert records(tmp_path / "straight") == records(tmp_path / "resumed")
-    assert all(r["kl"] == r["kl"] for r in records(tmp_path / "straight"))  # the adapters-off reference was used
+    assert all("kl" in r for r in records(tmp_path / "straight"))  # the adapters-off reference was used
     a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
     base = load_file(world[0] / "base" / "model.safetensors")

@@ -209,3 +209,32 @@ def test_plan_command(tmp_path, repo_root):
     assert sum(row["current"] for row in data["options"]) == 1
     bad = runner.invoke(app, ["plan", "--params", str(repo_root / "params.yaml"), "--reference", "maybe"])
     assert bad.exit_code == 2
+
+
+def test_disk_needs_by_hand():
+    """2.2B parameters, full fine-tune, 12 cells, 8 GB of raw data, 2 cells training at once: a checkpoint is
+    4 + 8 bytes a parameter (fp32 weights, AdamW's two moments) = 26.4 GB; models are stored in bf16 (4.4 GB)."""
+    from stages.plan import ParamCount, checkpoint_bytes, disk_needs
+
+    params = ParamCount(vision=600_000_000, language=1_300_000_000, embedding=300_000_000, matmul=0,
+                        text_matmul_per_layer=0, qkv_per_layer=0, tied=True)
+    assert checkpoint_bytes(params, params.total) == 12 * 2_200_000_000
+    assert checkpoint_bytes(params, 10_000_000) == 12 * 10_000_000  # LoRA: the adapters and their moments
+    need = disk_needs(params, params.total, cells=12, raw_data=8 * 10**9, workers=2)
+    model = 4_400_000_000
+    assert need["base model (data/raw copy + models/base)"] == 2 * model
+    assert need["trained cells (models/CELL, 12 x bf16)"] == 12 * model
+    assert need["DVC cache (a copy of datasets, base and cells)"] == 8 * 10**9 + 13 * model
+    assert need["checkpoints at their peak (2 cell(s) training at once)"] == 2 * 26_400_000_000
+    assert need["total"] == 2 * 8 * 10**9 + 2 * model + 12 * model + 8 * 10**9 + 13 * model + 2 * 26_400_000_000
+
+
+def test_plan_prints_the_disk_of_the_blog_profile(repo_root):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    result = CliRunner().invoke(app, ["plan", "--params", str(repo_root / "params.yaml"), "--profile", "blog"])
+    assert result.exit_code == 0, result.output
+    assert "disk for the grid (12 cells; execution.checkpoint_every = 100)" in result.output
+    assert "only the newest kept" in result.output and "hardlink,symlink" in result.output

@@ -148,7 +148,8 @@ def study_world(tmp_path_factory, make_tiny_world):
     root = make_tiny_world(tmp_path_factory.mktemp("study"), seed=5, n_train=12, n_heldout=4, n_superclevr=6)
     raw = _raw()
     small = {"steps": 4, "prompts_per_step": 2, "group_size": 4, "epochs": 1, "max_new_tokens": 8,
-             "checkpoint_every": 2, "lr": 1e-3, "warmup_frac": 0.0, "rolling_window": 2}
+             "lr": 1e-3, "warmup_frac": 0.0, "rolling_window": 2}
+    raw["execution"]["checkpoint_every"] = 2
     raw["train"].update(small)
     raw["profiles"]["mini"]["train"] = dict(small)
     raw["eval"].update(clevr_questions=4, max_new_tokens=8, batch_size=4)

@@ -167,7 +167,7 @@ def build_superclevr_mini(seed: int, n: int = 200, min_count: int = 3, max_count
 
 
 def _local_parquet_files(raw_dir: Path) -> list[Path]:
-    """Parquet files under raw_dir (e.g. a `huggingface-cli download --local-dir`
+    """Parquet files under raw_dir (e.g. a `hf download --repo-type dataset --local-dir`
     copy: raw_dir/data/train-*.parquet), in path order, skipping hidden folders."""
     if not raw_dir.is_dir():
         return []
@@ -216,7 +216,7 @@ def _images_to_rgb(ds: Dataset, where: str) -> Dataset:
 def _clevr_unavailable(repo_id: str, raw_dir: Path, exc: BaseException) -> DataUnavailableError:
     return DataUnavailableError(
         f"cannot reach the Hugging Face hub to download {repo_id} ({_one_line(exc, 120)}): "
-        f"download its parquet files on a machine with network and put them in {raw_dir}/ "
+        f"on a machine with network run `hf download {repo_id} --repo-type dataset --local-dir {raw_dir}` "
         "(see README, 'Blog profile')"
     )
 
@@ -227,8 +227,8 @@ def fetch_clevr_blog(
     """The blog's CLEVR counting data as DatasetDict(train, heldout).
 
     Source: a local copy of the hub dataset's parquet files anywhere under
-    `raw_dir` (e.g. `huggingface-cli download leonardPKU/clevr_cogen_a_train
-    --repo-type dataset --local-dir <raw_dir>`), else `datasets.load_dataset(repo_id,
+    `raw_dir` (e.g. `hf download leonardPKU/clevr_cogen_a_train --repo-type dataset
+    --local-dir <raw_dir>`), else `datasets.load_dataset(repo_id,
     split="train")`. Images are converted to RGB.
 
     Split choice: the LAST `eval_rows` rows (in the dataset's own order) are the
@@ -342,6 +342,43 @@ def _normalise_superclevr(ds: Dataset, where: str) -> Dataset:
     ds = ds.remove_columns("ground_truth").add_column("ground_truth", answers)
     ds = _images_to_rgb(ds, where)
     return ds.cast(SUPERCLEVR_FEATURES)
+
+
+# R1-V's SuperCLEVR counting set (Deep-Agent/R1-V, src/eval/prompts/superclevr_test200_counting_problems.jsonl):
+# 200 questions, one phrasing, images superCLEVR_new_025000 ... 025199; their ground truths in the file's order,
+# one character each (X = 10): 3-10, {3: 30, 4: 18, 5: 30, 6: 27, 7: 18, 8: 24, 9: 25, 10: 28}
+R1V_SUPERCLEVR_QUESTION = "How many different items are there in the image?"
+R1V_SUPERCLEVR_ANSWERS = tuple(10 if c == "X" else int(c) for c in (
+    "49X433349X77765X4568X344557449863X9936653X6365755X63797698XX888X34673X96X593555955X488X934976X6687XX573697"
+    "883789966979596XX6883764583588653439X56X568898X35X3645935X97873X874X9496X633855345535839X56343"))
+
+
+def r1v_superclevr_differences(questions: Sequence[str], answers: Sequence[int]) -> list[str]:
+    """How a counting set differs from R1-V's 200 SuperCLEVR questions ([] when it is that set, in its order)."""
+    found, expected = [], R1V_SUPERCLEVR_ANSWERS
+    if len(answers) != len(expected):
+        found.append(f"{len(answers)} rows, not {len(expected)}")
+    other = sorted({q for q in questions if q != R1V_SUPERCLEVR_QUESTION})
+    if other:
+        found.append(f"{len(other)} other question(s), e.g. {other[0]!r} (R1-V asks {R1V_SUPERCLEVR_QUESTION!r})")
+    outside = sorted({int(a) for a in answers if not 3 <= a <= 10})
+    if outside:
+        found.append(f"ground truths outside R1-V's 3-10: {outside}")
+    if len(answers) == len(expected) and not outside and tuple(int(a) for a in answers) != expected:
+        if sorted(answers) == sorted(expected):
+            found.append("R1-V's ground truths in another order (the probe and per-question answers follow it)")
+        else:
+            row = next(i for i, (a, b) in enumerate(zip(answers, expected, strict=True)) if a != b)
+            found.append(f"other ground truths (first at row {row}: {answers[row]}, R1-V's is {expected[row]})")
+    return found
+
+
+def verify_r1v_superclevr(ds: Dataset, where: str) -> None:
+    """Stop with one line unless ``ds`` is R1-V's 200 SuperCLEVR counting questions, in their order."""
+    found = r1v_superclevr_differences(ds["question"], ds["ground_truth"])
+    if found:
+        raise DataError(f"{where} is not R1-V's SuperCLEVR-200 counting set: {'; '.join(found)}; put R1-V's "
+                        f"{SUPERCLEVR_JSONL} and its images there (see README, 'The blog profile')")
 
 
 def fetch_superclevr_blog(raw_dir: Path, repo_id: str = SUPERCLEVR_REPO, cache_dir: Path | None = None) -> Dataset:

@@ -404,7 +404,12 @@ class GRPOTrainer:
             "kl": float(kl_sums.sum() / lengths.sum()) if ro.ref_logp is not None else float("nan"),
             **upd,
             "seconds_per_step": time.perf_counter() - t0,
+            # this step's seconds by phase (generation, reference / injected forward, passes, optimizer)
+            **{f"time_{phase}": s for phase, s in self.timer.reset().items()},
         }
+        if self.acc.device.type == "cuda":  # this step's peak GPU memory, then a fresh peak for the next one
+            rec["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.acc.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.acc.device)
         rec["_sample"] = ro.texts[0]
         return rec
 

@@ -41,6 +41,7 @@ STAGE_MODULES = {
     "bench": "stages.bench",
     "bench-learning": "stages.learning_bench",
     "gpu-check": "stages.gpu_check",
+    "grid": "stages.grid",
     "study-run": "stages.study",
     "study-report": "stages.study_report",
 }
@@ -417,6 +418,30 @@ def gpu_check(
     if report["main_process"]:
         typer.echo(stage.table(report))
     raise typer.Exit(0 if report["ok"] else 1)
+
+
+@app.command("grid")
+def grid(
+    workers: Annotated[int, typer.Option(min=1, help="Stages run side by side (one per GPU with --gpus).")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads of each stage (OMP_NUM_THREADS).")] = 1,
+    gpus: Annotated[str, typer.Option(help="Comma-separated GPU ids, one per worker in turn (CUDA_VISIBLE_DEVICES); "
+                                           "empty: CPU.")] = "",
+    pipeline: Annotated[str, typer.Option(help="The dvc.yaml to run (study/dvc.yaml for the study).")] = "dvc.yaml",
+) -> None:
+    """Run the pipeline's stages WORKERS at a time through DVC (`dvc --wait-for-lock repro --single-item STAGE`
+    as soon as DVC's graph allows), each worker with THREADS threads and its own GPU. The same stages, params, cache
+    and dvc.lock as `dvc repro`, the plain way. Numbers depend on the threads a stage computes with (CPU) or its
+    card: a 1-thread grid equals `OMP_NUM_THREADS=1 dvc repro`. 8 GPUs: --workers 8 --gpus 0,1,2,3,4,5,6,7.
+    Logs per stage in .dvc/tmp/grid/.
+    """
+    _setup()
+    stage = _stage("grid")
+    ids = [g for g in gpus.split(",") if g.strip()]
+    try:
+        seconds = stage.run_grid(workers, threads, ids or None, pipeline)
+    except RuntimeError as err:
+        _fail(str(err), 1)
+    typer.echo(f"grid: {len(seconds)} stages; longest {max(seconds.values(), default=0):.0f} s")
 
 
 @app.command("rehearsal-inputs")

@@ -47,6 +47,8 @@ DIFFERENCES = {
                 "counts and resumes); TRL's generate draws from the global torch RNG: the same distribution, other draws",
     "prompt_order": "ours draws 4 training questions per step with a generator seeded by (seed, step); TRL shuffles "
                     "the dataset once per pass over it (RepeatSampler)",
+    "constant_steps": "when every group of a step has equal rewards (no gradient), ours skips the optimizer; TRL "
+                      "still runs its 4 AdamW steps on zero gradients, whose momentum keeps moving the weights",
 }
 
 

@@ -25,7 +25,7 @@ Activations are counted tensor by tensor from what autograd saves in these modul
 the real ``Qwen2VLForConditionalGeneration``); ``vlm-grpo plan --measure`` compares the count with a stand-in
 at the 2B widths on CPU (exact saved bytes, allocator peak, RSS peak).
 
-Everything is per process: with several GPUs (``train.num_processes``) each process takes B / world prompts
+Everything is per process: with several GPUs (``execution.num_processes``) each process takes B / world prompts
 (DDP would add gradient buckets, not counted here).
 """
 

@@ -113,15 +113,25 @@ def _train(root: Path, out: Path, processes: int, cell: str, strategy: str, via_
     assert (proc.returncode == 0) == (returncode == 0), proc.stderr[-3000:]
 
 
+@pytest.fixture(scope="module")
+def two_none(world, tmp_path_factory) -> Path:
+    """default-none-0 trained uninterrupted on 2 processes through torchrun (shared by two tests)."""
+    out = tmp_path_factory.mktemp("two-none")
+    _train(world, out, 2, "default-none-0", "none")
+    return out
+
+
 @pytest.mark.parametrize(("cell", "strategy", "via_params"), [("default-none-0", "none", False),
                                                              ("default-inject-0", "stochastic", True)])
-def test_two_processes_equal_one(world, tmp_path, cell, strategy, via_params):
+def test_two_processes_equal_one(world, tmp_path, two_none, cell, strategy, via_params):
     _train(world, tmp_path / "one", 1, cell, strategy)
-    _train(world, tmp_path / "two", 2, cell, strategy, via_params)
-    one, two = read_records(tmp_path / "one" / "live"), read_records(tmp_path / "two" / "live")
+    two_dir = two_none if cell == "default-none-0" else tmp_path / "two"
+    if cell != "default-none-0":
+        _train(world, two_dir, 2, cell, strategy, via_params)
+    one, two = read_records(tmp_path / "one" / "live"), read_records(two_dir / "live")
     assert one[1]["skipped_update"] == two[1]["skipped_update"] == 0.0  # rank 0 had nothing, rank 1 had a signal
     _same_training(one, two)
-    _same_weights(world, tmp_path / "one", tmp_path / "two")
+    _same_weights(world, tmp_path / "one", two_dir)
 
 
 def _same_training(one: list[dict], two: list[dict]) -> None:
@@ -151,19 +161,18 @@ def _same_weights(world: Path, one: Path, two: Path) -> None:
         assert (wa[k] - wb[k]).norm() <= 0.05 * moved_k + 1e-6, k
 
 
-def test_two_processes_resume_from_rank_0s_checkpoint_when_rank_1_cannot_read_it(world, tmp_path):
+def test_two_processes_resume_from_rank_0s_checkpoint_when_rank_1_cannot_read_it(world, tmp_path, two_none):
     """Killed at step 2 (checkpoint after step 2), resumed on 2 processes where rank 1's checkpoint folder is empty:
     rank 0 reads its checkpoint and sends weights, optimizer state and records to rank 1, so the run equals an
     uninterrupted one (rank 1 starting from the base would sample other completions and pull the weights apart)."""
     cell, strategy = "default-none-0", "none"
-    _train(world, tmp_path / "straight", 2, cell, strategy)
     killed = tmp_path / "killed"
     _train(world, killed, 2, cell, strategy, env={"KILL_AT_STEP": "2"}, returncode=1)
     assert json.loads((killed / "ckpt" / "state.json").read_text())["next_step"] == 2
     _train(world, killed, 2, cell, strategy, env={"CKPT_RANK0_ONLY": "1"})
     assert not (killed / "ckpt-rank1").exists() or not any((killed / "ckpt-rank1").iterdir())
     assert not (killed / "ckpt").exists()  # the cell is done: its checkpoint is deleted
-    straight, resumed = (read_records(d / "live", timings=False) for d in (tmp_path / "straight", killed))
+    straight, resumed = (read_records(d / "live", timings=False) for d in (two_none, killed))
     assert [r["step"] for r in resumed] == [0, 1, 2]
     _same_training(straight, resumed)
-    _same_weights(world, tmp_path / "straight", killed)
+    _same_weights(world, two_none, killed)

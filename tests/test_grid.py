@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from stages.grid import parse_dag, ready, worker_env
@@ -45,7 +44,7 @@ DVC_YAML = """stages:
   a:
     matrix:
       i: [0, 1, 2]
-    cmd: sleep 6 && echo ${item.i} $OMP_NUM_THREADS > a${item.i}.txt && cat data.txt >> a${item.i}.txt
+    cmd: date +%s.%N > t${item.i}.txt && sleep 2 && echo ${item.i} $OMP_NUM_THREADS > a${item.i}.txt && cat data.txt >> a${item.i}.txt && date +%s.%N >> t${item.i}.txt
     deps: [data.txt]
     outs:
       - a${item.i}.txt
@@ -61,12 +60,11 @@ def test_a_grid_runs_independent_stages_side_by_side_and_leaves_dvc_status_clean
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
-    t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "stages.cli", "grid", "--workers", "3", "--threads", "1"],
                           cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
-    elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert elapsed < 3 * 6, elapsed  # the three 6-second stages ran side by side, not one after another
+    spans = [[float(t) for t in (tmp_path / f"t{i}.txt").read_text().split()] for i in range(3)]
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # all three ran at one moment
     assert (tmp_path / "report.txt").read_text().splitlines() == ["0 1", "data", "1 1", "data", "2 1", "data"]
     status = subprocess.run(["dvc", "status"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert "up to date" in status.stdout  # dvc.lock records every stage as dvc repro would
@@ -85,3 +83,15 @@ def test_a_failing_stage_stops_the_grid_with_one_line_naming_its_log(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: grid: failed: bad (exit")
     assert Path(tmp_path / ".dvc/tmp/grid/bad.log").is_file()
+
+
+def test_bench_grid_compares_every_output_dvc_lock_records():
+    from stages.grid_bench import differing, lock_outputs
+
+    lock = {"stages": {"a": {"outs": [{"path": "x", "md5": "1"}, {"path": "y", "md5": "2"}]},
+                       "b": {"outs": [{"path": "z", "md5": "3"}]}, "c": {"cmd": "no outputs"}}}
+    a = lock_outputs(lock)
+    assert a == {"a:x": "1", "a:y": "2", "b:z": "3"}
+    assert differing(a, dict(a)) == []
+    assert differing(a, {**a, "a:y": "9"}) == ["a:y"]
+    assert differing(a, {"a:x": "1", "a:y": "2"}) == ["b:z"]  # an output only one run produced

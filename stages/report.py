@@ -20,6 +20,7 @@ import pandas as pd
 
 from stages.analysis import claims, dynamics, estimates, intervals
 from stages.analysis import tables as report_tables
+from stages.analysis.account_table import account_table
 from stages.cells import ROLES, cell_name
 from stages.environment import environment_markdown
 from stages.io import atomic_dir, atomic_write_text, read_json, write_json
@@ -216,7 +217,7 @@ def intervals_text(cfg: Config, cells: pd.DataFrame, base_eval: pd.DataFrame, de
 
 
 def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding: dict | None,
-                    eval_decoding: dict | None = None) -> str:
+                    eval_decoding: dict | None = None, account: dict | None = None) -> str:
     thr = cfg.train.accuracy_threshold
     measured = dict(zip(baseline["prompt"], baseline["digit_rate"], strict=False)) if len(baseline) else {}
     measured_ci = {}
@@ -243,6 +244,15 @@ def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding
            "interval." if cfg.profile != "blog" else
            "Under the blog profile the base model is the real one: nothing is calibrated."),
         "", report_tables.premises_table(baseline, base_eval, calibration(cfg)), "",
+        "## The blog's account of its base model", "",
+        "What post 001 says the base model does before training, beside what ours does (the baseline "
+        "assessment's answers, one per question, on both domains; `metrics/baseline.json`, `account`). Where the "
+        "blog gives words, not a number, \"within reach when\" says how we read them. "
+        + ("\"Set by\" names what makes the mini world's base behave so; a \"no\" is a premise of the blog the "
+           "mini world does not meet, and the findings below rest on that world, not the blog's."
+           if cfg.profile != "blog" else "Under the blog profile these are the real model's and data's numbers: "
+           "compare them with the mini profile's committed ones to see which of its premises hold."),
+        "", account_table(account, real_model=cfg.profile == "blog"), "",
         "## Baseline", "", fig("baseline_comparison", "Figure 1: digit rate of the base model by prompt style"),
         report_tables.baseline_table(baseline), "",
         report_tables.signal_chance_table(measured, cfg.baseline_assess.group_size, measured_ci=measured_ci), "",
@@ -286,8 +296,9 @@ def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_
     with atomic_dir(out_dir / "figures") as tmp:
         render.render_all(baseline, curves, cells, base_eval, thr, tmp, window=window,
                           group_size=cfg.train.group_size)
+    account = (_json(metrics_dir / "baseline.json") or {}).get("account")
     atomic_write_text(out_dir / "report.md", report_markdown(cfg, baseline, cells, base_eval, claims_df, decoding,
-                                                             eval_decoding(cfg, metrics_dir)))
+                                                             eval_decoding(cfg, metrics_dir), account))
     summary = flat_summary(cells, base_eval, baseline)
     write_json(summary_path, summary, sort_keys=False)  # headline first
     log.info("report: %d cells, %d claims -> %s", len(cells), len(claims_df), out_dir / "report.md")

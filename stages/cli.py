@@ -247,10 +247,15 @@ def report(
     live: Annotated[Path, typer.Option(help="The DVCLive training logs directory.")] = Path("dvclive/train"),
     out: Annotated[Path, typer.Option(help="Report directory: report.md and figures/.")] = Path("reports"),
     summary: Annotated[Path, typer.Option(help="Flat summary metrics keyed by role.")] = Path("reports/summary.json"),
+    answers: Annotated[Path, typer.Option(help="The evaluations' answers (answers/{clevr,superclevr}/*.jsonl).")
+                       ] = Path("answers"),
+    base: Annotated[Path, typer.Option(help="The base model directory; only its tokenizer is read (answer "
+                                            "lengths in tokens).")] = Path("models/base"),
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Stage report. Reads metrics and logs only (of params: the grid, train.*, baseline_assess.group_size and the
-    fetch_model calibration of the mini base model); writes OUT/report.md, OUT/figures/*.png and SUMMARY.
+    """Stage report. Reads metrics, logs, the evaluations' answers and the base's tokenizer (of params: the grid,
+    train.*, baseline_assess.group_size and the fetch_model calibration of the mini base model); writes
+    OUT/report.md, OUT/figures/*.png and SUMMARY.
 
     Every figure and table of the blog from this pipeline's measurements with 95% intervals, the blog's numbers
     beside ours, a claims table with a verdict per finding (decided on the intervals) and a premises table.
@@ -259,7 +264,7 @@ def report(
     _setup()
     stage = _stage("report")
 
-    _run(stage.main, cfg, metrics, live, out, summary)
+    _run(stage.main, cfg, metrics, live, out, summary, answers, base)
 
 
 @app.command("study-run")
@@ -310,7 +315,7 @@ def study_report(
     _setup()
     stage = _stage("study-report")
 
-    _run(stage.main, cfg, metrics, live, out, summary)
+    _run(stage.main, cfg, metrics, live, out, summary, answers, base)
 
 
 @app.command("bench")

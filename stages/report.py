@@ -1,8 +1,9 @@
 """Stage ``report``: every figure and table of the blog, regenerated from the pipeline's own measurements.
 
-Reads metrics and logs only (never a model): ``metrics/baseline.json``, ``metrics/train/CELL.json``, the
+Reads metrics and logs (never a model's weights): ``metrics/baseline.json``, ``metrics/train/CELL.json``, the
 DVCLive logs ``dvclive/train/CELL``, ``metrics/eval/{clevr,superclevr}/*.json`` (with their per-question
-records, for the 95% intervals), and of params: the grid (prompt_styles, seeds, injection), train.steps /
+records, for the 95% intervals), the evaluations' answers ``answers/{clevr,superclevr}/*.jsonl`` with the base
+model's tokenizer (the mechanism table: answer lengths in tokens), and of params: the grid (prompt_styles, seeds, injection), train.steps /
 accuracy_threshold / rolling_window / group_size, baseline_assess.group_size and the fetch_model params that
 calibrate the mini base model (the premises table).  Writes the PNG figures, ``reports/report.md`` (every
 table, with its 95% intervals and the blog's numbers beside ours, the claims table and the premises table),
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from stages.analysis import claims, dynamics, estimates, intervals
+from stages.analysis import claims, dynamics, estimates, intervals, mechanism
 from stages.analysis import tables as report_tables
 from stages.analysis.account_table import account_table
 from stages.cells import ROLES, cell_name
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # built by the CLI from params.yaml, whose values dvc.yaml tr
 log = logging.getLogger(__name__)
 
 CURVE_KEYS = {"digit_rate": "charts/digit_rate", "accuracy": "charts/accuracy", "mean_reward": "charts/mean_reward",
-              "injected_frac": "charts/injected_frac"}
+              "injected_frac": "charts/injected_frac", "completion_length": "charts/completion_length"}
 
 
 PLOT_COLUMNS = ("accuracy", "digit_rate", "mean_reward", "injected_frac")
@@ -112,6 +113,39 @@ def load_base_eval(cfg: Config, metrics_dir: Path) -> pd.DataFrame:
             for ds, m in found.items():
                 row.update(estimates.eval_columns(ds, m))
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _tokenizer(base_dir: Path | None):
+    """The base model's tokenizer (its files only), or None where there is none to read."""
+    if base_dir is None or not (Path(base_dir) / "tokenizer_config.json").is_file():
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(base_dir))
+
+
+def load_answer_mechanism(cfg: Config, answers_dir: Path, base_dir: Path | None) -> pd.DataFrame:
+    """One row per model (each prompt's base, each cell) and domain: :func:`mechanism.answer_mechanism` of its
+    headline answers (the first sampled answer per question), answer lengths counted by the base's tokenizer
+    (NaN without one)."""
+    tokenizer = _tokenizer(base_dir)
+    models = [(p, "base", float("nan"), f"{p}-base") for p in cfg.prompt_styles]
+    models += [(p, arm, s, cell_name(p, arm, s)) for p, arm, s in grid(cfg)]
+    rows = []
+    for prompt, arm, seed, name in models:
+        for ds in estimates.DATASETS:
+            path = answers_dir / ds / f"{name}.jsonl"
+            if not path.is_file():
+                continue
+            answers = pd.read_json(path, lines=True, dtype=False)  # dtype=False: an answer "5" stays a string
+            if "decoding" in answers:
+                answers = answers[(answers["decoding"] == "sampled") & (answers["sample"] == 0)]
+            texts = [str(r) for r in answers["response"]]
+            tokens = ([len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts] if tokenizer
+                      else [float("nan")] * len(texts))
+            rows.append({"prompt": prompt, "domain": ds, "arm": arm, "seed": seed,
+                         **mechanism.answer_mechanism(answers.assign(response=texts), prompt, tokens)})
     return pd.DataFrame(rows)
 
 
@@ -216,8 +250,15 @@ def intervals_text(cfg: Config, cells: pd.DataFrame, base_eval: pd.DataFrame, de
             "each Rule says how.")
 
 
+def _injected_example(prompt: str) -> str:
+    from stages.prompts import injected_completion
+
+    return injected_completion(prompt, 5)
+
+
 def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding: dict | None,
-                    eval_decoding: dict | None = None, account: dict | None = None) -> str:
+                    eval_decoding: dict | None = None, account: dict | None = None,
+                    answer_mechanism: pd.DataFrame | None = None) -> str:
     thr = cfg.train.accuracy_threshold
     measured = dict(zip(baseline["prompt"], baseline["digit_rate"], strict=False)) if len(baseline) else {}
     measured_ci = {}
@@ -274,12 +315,24 @@ def report_markdown(cfg: Config, baseline, cells, base_eval, claims_df, decoding
         fig("results_summary_bar", "Figure 9: SuperCLEVR accuracy by configuration"),
         report_tables.complete_results_table(cells, base_eval), "",
         fig("key_takeaway", "Figure 10: the mechanism, with our measurements"),
+        "## Why the arms differ, or do not", "",
+        "The blog splits its SuperCLEVR drop into numbers present x accuracy given a number; two more quantities "
+        "say what the policy writes: how long its answers are, and how many take the form of the text injection "
+        "inserts (`" + "`, `".join(f"{p}: {_injected_example(p)}" for p in cfg.prompt_styles) + "` for a count of "
+        "5; the form counts whatever number the answer states, right or wrong). Over training, from the policy's "
+        "own CLEVR training samples (Figure 11; lengths there count the end token, the table's do not; this grid "
+        "takes no SuperCLEVR probe while training: the study does, for its format-lag curves):", "",
+        fig("mechanism", "Figure 11: answer length, numbers present and accuracy given a number over training"),
+        "At the ends, the base model and each trained cell on both domains (the evaluations' headline answers, "
+        "one sampled answer per question; mean ± sd over seeds):", "",
+        mechanism.mechanism_table(answer_mechanism), "",
         "## Environment", "", environment_markdown(), "",
     ]
     return "\n".join(parts) + "\n"
 
 
-def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_path: Path) -> dict:
+def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_path: Path,
+         answers_dir: Path | None = None, base_dir: Path | None = None) -> dict:
     os.environ.setdefault("MPLBACKEND", "Agg")
     baseline = load_baseline(metrics_dir)
     curves = load_curves(cfg, live_dir, metrics_dir)
@@ -297,8 +350,10 @@ def main(cfg: Config, metrics_dir: Path, live_dir: Path, out_dir: Path, summary_
         render.render_all(baseline, curves, cells, base_eval, thr, tmp, window=window,
                           group_size=cfg.train.group_size)
     account = (_json(metrics_dir / "baseline.json") or {}).get("account")
+    answer_mechanism = load_answer_mechanism(cfg, answers_dir, base_dir) if answers_dir else None
     atomic_write_text(out_dir / "report.md", report_markdown(cfg, baseline, cells, base_eval, claims_df, decoding,
-                                                             eval_decoding(cfg, metrics_dir), account))
+                                                             eval_decoding(cfg, metrics_dir), account,
+                                                             answer_mechanism))
     summary = flat_summary(cells, base_eval, baseline)
     write_json(summary_path, summary, sort_keys=False)  # headline first
     log.info("report: %d cells, %d claims -> %s", len(cells), len(claims_df), out_dir / "report.md")

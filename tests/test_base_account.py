@@ -168,3 +168,31 @@ def test_the_blog_profile_measures_every_row_of_the_account(tmp_path, make_tiny_
     rows = T.account_rows(account, real_model=True)
     measured = [r for r in rows if r[2] not in ("", "n/a", "not measured")]
     assert len(measured) == len(rows), [r for r in rows if r not in measured]
+
+
+def test_the_account_at_the_real_shapes_on_the_rehearsal_stand_in(repo_root):
+    """Qwen2-VL-2B-Instruct's widths, vocabulary (151,936), special ids and image processor with one text layer
+    and one vision block of random weights (the rehearsal's stand-in), 480x320 scenes of 3-10 objects: every
+    measurement of the account comes out, per domain and prompt style."""
+    import dataclasses
+
+    from stages import baseline_assess, gpu_check
+    from stages.config import load_config
+
+    cfg = load_config(repo_root / "params.yaml")
+    cfg = dataclasses.replace(cfg, profile="blog", baseline_assess=dataclasses.replace(cfg.baseline_assess, batch_size=2),
+                              eval=dataclasses.replace(cfg.eval, max_new_tokens=3))
+    config, processor = gpu_check.standin_2b(text_layers=1, vision_depth=1)
+    model = gpu_check.random_model(config, seed=0, device="cpu", dtype="float32")
+    splits = {"clevr": gpu_check.synthetic_examples(2, seed=0), "superclevr": gpu_check.synthetic_examples(2, seed=1)}
+    answers = {name: {style: baseline_assess.answer(model, processor, exs, style, cfg, name) for style in ("default", "r1v")}
+               for name, exs in splits.items()}
+    account = baseline_assess.account(model, processor, splits, answers, cfg)
+    assert 3 <= account["data"]["clevr"]["count_min"] <= account["data"]["clevr"]["count_max"] <= 10
+    for domain in splits:
+        for style in ("default", "r1v"):
+            m = account[domain][style]
+            assert m["n"] == 2 and m["max_new_tokens"] == 3
+            # a random 2B-vocabulary model: the injected text is far from probable (below 1 in a million)
+            assert m["injected_logprob"]["mean"] < math.log(1e-6)
+    assert all(r[2] not in ("", "n/a") for r in T.account_rows(account, real_model=True))

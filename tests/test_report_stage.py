@@ -140,3 +140,36 @@ def test_calibration_follows_the_profile(repo_root):
     cal = report.calibration(mini)
     assert cal["r1v_frac"] == mini.fetch_model.r1v_frac and set(cal) == set(CALIBRATION_PARAMS)
     assert report.calibration(config_from_dict({**raw, "profile": "blog"})) is None
+
+
+def test_the_mechanism_shows_what_each_arm_writes_on_both_domains(tmp_path, repo_root, tiny_processor):
+    """Answers on disk (the evaluations' jsonl, greedy rows and later samples left out) and the base's tokenizer
+    give the mechanism table; the training curves give Figure 11."""
+    import dataclasses
+
+    import pandas as pd
+
+    cfg = dataclasses.replace(load_config(repo_root / "params.yaml"), seeds=[0], prompt_styles=["default"])
+    _fixture(tmp_path, cfg)
+    answers = tmp_path / "answers"
+    for ds in ("clevr", "superclevr"):
+        (answers / ds).mkdir(parents=True)
+        for name, texts in {"default-base": ["I can see five objects.", "4"],
+                            "default-none-0": ["There are 5 objects.", "3"],
+                            "default-inject-0": ["5", "3"]}.items():
+            rows = [{"truth": t, "response": r, "reward": (1 if str(t) in r else 0) if any(c.isdigit() for c in r) else -1,
+                     "decoding": "sampled", "sample": 0} for t, r in zip([5, 3], texts, strict=True)]
+            rows.append({"truth": 5, "response": "5", "reward": 1, "decoding": "greedy", "sample": 0})
+            pd.DataFrame(rows).to_json(answers / ds / f"{name}.jsonl", orient="records", lines=True)
+    tiny_processor.tokenizer.save_pretrained(tmp_path / "base")
+    report.main(cfg, tmp_path / "metrics", tmp_path / "live", tmp_path / "reports", tmp_path / "summary.json",
+                answers, tmp_path / "base")
+    text = (tmp_path / "reports" / "report.md").read_text()
+    assert "## Why the arms differ, or do not" in text and "figures/mechanism.png" in text
+    table = text[text.index("## Why the arms differ"):]
+    # the injection arm writes only bare numbers, all right; no injection and the base half of the time
+    assert "| default | clevr | injection | 1.0 | 100.0% | 100.0% | 100.0% |" in table
+    assert "| default | superclevr | no injection |" in table and "| default | clevr | base model |" in table
+    base_row = next(line for line in table.splitlines() if line.startswith("| default | clevr | base model |"))
+    cells = [c.strip() for c in base_row.split("|")]
+    assert cells[5:8] == ["50.0%", "50.0%", "0.0%"]  # the bare "4" (wrong: the truth is 3); words hold no number

@@ -1,7 +1,7 @@
 """Every figure of the report, written under fixed file names.
 
 The figures by family: ``diagrams`` (GRPO algorithm, key takeaway), ``curves`` (format vs accuracy,
-learning curves), ``results`` (baseline comparison, transfer, injection effect, results table, summary
+learning curves), ``mechanism`` (what the policy writes while it trains), ``results`` (baseline comparison, transfer, injection effect, results table, summary
 bar); shared drawing helpers in ``common``. Figures only draw what ``stages.analysis`` computes.
 """
 
@@ -12,8 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from stages.analysis.blog_numbers import BLOG
+from stages.analysis.mechanism import mechanism_curves
 from stages.plots.curves import plot_format_vs_accuracy, plot_learning_curves
 from stages.plots.diagrams import plot_grpo_algorithm, plot_key_takeaway
+from stages.plots.mechanism import plot_mechanism
 from stages.plots.results import (
     plot_baseline_comparison,
     plot_injection_effect_summary,
@@ -33,6 +35,7 @@ FIGURE_FILES = {
     "results_table": "results_table.png",
     "results_summary_bar": "results_summary_bar.png",
     "key_takeaway": "key_takeaway.png",
+    "mechanism": "mechanism.png",
 }
 
 
@@ -55,4 +58,5 @@ def render_all(baseline: pd.DataFrame, curves: pd.DataFrame, cells: pd.DataFrame
         "results_table": plot_results_table(cells, base_eval, f["results_table"], threshold=threshold),
         "results_summary_bar": plot_results_summary_bar(cells, base_eval, f["results_summary_bar"]),
         "key_takeaway": plot_key_takeaway(cells, base_eval, f["key_takeaway"]),
+        "mechanism": plot_mechanism(mechanism_curves(curves, window), f["mechanism"]),
     }

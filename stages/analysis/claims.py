@@ -32,6 +32,7 @@ from stages.analysis.blog_numbers import BLOG
 from stages.analysis.dynamics import two_phase_stats
 from stages.analysis.estimates import Estimate
 from stages.analysis.intervals import N_BOOT
+from stages.analysis.seed_rule import ABOVE, BELOW, MISSING, NEITHER_REACHED, TOO_FEW_SEEDS, seed_order
 from stages.analysis.tables import (
     base_value,
     cell_values,
@@ -65,28 +66,21 @@ class Verdict:
 
 
 def compare(low: np.ndarray, high: np.ndarray, censored: bool = False) -> Verdict:
-    """Is ``low`` below ``high`` (the blog's direction)? Per-seed values; see the module docstring for the rule.
-
-    ``censored``: NaN means "never reached" (e.g. steps to threshold), i.e. +infinity; otherwise NaNs are
-    dropped. With n_a and n_b seeds and no effect, every ordering of the seeds is equally likely: the ranges
-    fail to overlap in a given direction by chance with probability 1 / C(n_a + n_b, n_a) (1/6 at 2 vs 2,
-    1/20 at 3 vs 3), which ``seeds`` reports.
-    """
-    a, b = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-    if censored:
-        a, b = np.where(np.isnan(a), np.inf, a), np.where(np.isnan(b), np.inf, b)
-    else:
-        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if a.size == 0 or b.size == 0:
+    """Is ``low`` below ``high`` (the blog's direction)? Per-seed values, judged by the rule both reports share
+    (:func:`stages.analysis.seed_rule.seed_order`; ``censored``: NaN is "never reached"); ``seeds`` reports the
+    chance of disjoint ranges with no effect, 1 / C(n_a + n_b, n_a)."""
+    o = seed_order(low, high, censored)
+    a, b = o.a, o.b
+    if o.order == MISSING:
         return Verdict(INCONCLUSIVE, "(missing data)")
-    if np.isinf(a).all() and np.isinf(b).all():
+    if o.order == NEITHER_REACHED:
         return Verdict(INCONCLUSIVE, "(neither reached)")
-    if min(a.size, b.size) >= 2:
+    if o.order != TOO_FEW_SEEDS:
         seeds = (f"(n={a.size} vs n={b.size} seeds; chance of disjoint ranges in one direction with no effect "
-                 f"1/{math.comb(a.size + b.size, a.size)})")
-        if a.max() < b.min():
+                 f"1/{o.chance})")
+        if o.order == BELOW:
             return Verdict(REPRODUCED, seeds)
-        if b.max() < a.min():
+        if o.order == ABOVE:
             return Verdict(NOT_REPRODUCED, seeds)
         return Verdict(INCONCLUSIVE, seeds[:-1] + "; seed ranges overlap)")
     ma, mb = float(np.mean(a)), float(np.mean(b))

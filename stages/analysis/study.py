@@ -21,6 +21,7 @@ import numpy as np
 from stages.analysis import intervals as iv
 from stages.analysis.curves import rolling_mean, steps_to_reach
 from stages.analysis.estimates import Estimate
+from stages.analysis.seed_rule import ABOVE, BELOW, seed_order
 
 FASTER, SLOWER, SAME_SPEED = "faster", "slower", "no speed difference measured"
 HIGHER, LOWER, SAME_LEVEL = "higher", "lower", "no difference measured"
@@ -43,13 +44,12 @@ def speed_summary(steps: Sequence[float]) -> tuple[float, float, float]:
 
 
 def compare_speed(a: Sequence[float], b: Sequence[float]) -> str:
-    """Is ``a`` faster than ``b``? Only when every seed of one reaches the threshold before every seed of the
-    other (seed ranges apart; a seed that never reaches it counts as slowest of all)."""
-    if max(a) < min(b):
-        return FASTER
-    if max(b) < min(a):
-        return SLOWER
-    return SAME_SPEED
+    """Is ``a`` faster than ``b``? By the rule the main report's claims use too
+    (:func:`stages.analysis.seed_rule.seed_order`): only when each has at least 2 seeds and every seed of one
+    reaches the threshold before every seed of the other (a seed that never reaches it, inf or NaN, counts as
+    slowest of all); one seed decides nothing."""
+    order = seed_order(a, b, censored=True).order
+    return FASTER if order == BELOW else SLOWER if order == ABOVE else SAME_SPEED
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -43,46 +43,50 @@ class AccountPremise:
     knob: str  # what sets it in the mini world (fetch_model / fetch_data params, templates)
 
 
-def _share(domain: str, style: str, key: str) -> Callable[[dict], Measured | None]:
+def _reader(domain: str, style: str, key: str,
+            build: Callable[[dict], Measured | None]) -> Callable[[dict], Measured | None]:
+    """account -> ``build(account[domain][style])`` when that entry holds ``key``; None (not measured) else."""
     def measure(account: dict) -> Measured | None:
         m = account.get(domain, {}).get(style)
-        if not m or key not in m:
+        return build(m) if m and key in m else None
+    return measure
+
+
+def _share_of(key: str) -> Callable[[dict], Measured]:
+    def build(m: dict) -> Measured | None:
+        if not m.get("n"):
             return None
         lo, hi = iv.wilson_interval(round(m[key] * m["n"]), m["n"])
         return Measured(m[key], lo, hi, f"{pct(m[key])} [{pct(lo)}-{pct(hi)}]")
-    return measure
+    return build
+
+
+def _share(domain: str, style: str, key: str) -> Callable[[dict], Measured | None]:
+    return _reader(domain, style, key, _share_of(key))
 
 
 def _logprob(domain: str, style: str) -> Callable[[dict], Measured | None]:
-    def measure(account: dict) -> Measured | None:
-        lp = account.get(domain, {}).get(style, {}).get("injected_logprob")
-        if not lp or not lp.get("n"):
-            return None
+    def build(m: dict) -> Measured | None:
+        lp = m["injected_logprob"]
         return Measured(lp["mean"], lp["lo"], lp["hi"],
-                        f"{lp['mean']:.2f} nats [{lp['lo']:.2f} to {lp['hi']:.2f}] (median {lp['median']:.2f})")
-    return measure
+                        f"{lp['mean']:.2f} nats [{lp['lo']:.2f} to {lp['hi']:.2f}] (median {lp['median']:.2f})"
+                        ) if lp.get("n") else None
+    return _reader(domain, style, "injected_logprob", build)
 
 
 def _median_tokens(domain: str) -> Callable[[dict], Measured | None]:
-    def measure(account: dict) -> Measured | None:
-        m = account.get(domain, {}).get("default")
-        if not m or "tokens_median" not in m:
-            return None
-        return Measured(m["tokens_median"], text=f"{m['tokens_median']:.0f} (mean {m['tokens_mean']:.1f}, "
-                                                  f"90th percentile {m['tokens_p90']:.0f})")
-    return measure
+    return _reader(domain, "default", "tokens_median", lambda m: Measured(
+        m["tokens_median"], text=f"{m['tokens_median']:.0f} (mean {m['tokens_mean']:.1f}, "
+                                 f"90th percentile {m['tokens_p90']:.0f})"))
 
 
 def _slope(domain: str) -> Callable[[dict], Measured | None]:
-    def measure(account: dict) -> Measured | None:
-        m = account.get(domain, {}).get("r1v")
-        if not m or "accuracy_slope" not in m:
-            return None
+    def build(m: dict) -> Measured:
         by = ", ".join(f"{k}: {pct(v, 0)}" for k, v in m["accuracy_by_count"].items())
         return Measured(m["accuracy_slope"], m["accuracy_slope_lo"], m["accuracy_slope_hi"],
                         f"{100 * m['accuracy_slope']:+.1f} pp [{100 * m['accuracy_slope_lo']:+.1f} to "
                         f"{100 * m['accuracy_slope_hi']:+.1f}] per object (by count {by})")
-    return measure
+    return _reader(domain, "r1v", "accuracy_slope", build)
 
 
 def _counts(domain: str) -> Callable[[dict], Measured | None]:

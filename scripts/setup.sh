@@ -14,7 +14,7 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   echo "setup: no torch in .venv: installing torch==2.13.0 (a CPU build where this machine's pip provides one)"
   pip install -q "torch==2.13.0"
 fi
-if ! python -c "import stages, dvc, pytest, hypothesis" >/dev/null 2>&1 || [ pyproject.toml -nt .venv/.installed ] \
+if ! python -c "import stages, dvc, pytest, xdist, hypothesis" >/dev/null 2>&1 || [ pyproject.toml -nt .venv/.installed ] \
    || [ requirements.lock -nt .venv/.installed ]; then
   echo "setup: installing requirements.lock and the project into .venv"
   pip install -q -r requirements.lock

@@ -107,11 +107,12 @@ def account(model, processor, splits: dict[str, list[CountingExample]], answers:
 
 def main(cfg: Config, base_dir: Path, data_dir: Path, metrics_path: Path, table_path: Path) -> dict:
     b, e = cfg.baseline_assess, cfg.eval
+    # the machine first: a blog-profile run on a box without a usable GPU stops here, whatever else is missing
+    device = stage_device("baseline_assess", cfg.execution.device, cfg.profile == "blog", e.dtype == "bfloat16")
     heldout = load_counting_split(data_dir / "clevr" / "heldout", "clevr")
     examples = [heldout[i] for i in range(min(b.n_questions, len(heldout)))]
     superclevr = load_counting_split(data_dir / "superclevr", "superclevr")
     superclevr_examples = [superclevr[i] for i in range(min(b.n_questions, len(superclevr)))]
-    device = stage_device("baseline_assess", cfg.execution.device, cfg.profile == "blog", e.dtype == "bfloat16")
     model, processor = vlm.load_model(base_dir, e.dtype, device)
     splits = {"clevr": examples, "superclevr": superclevr_examples}
     answers = {name: {style: answer(model, processor, exs, style, cfg, f"baseline {name} {style}")

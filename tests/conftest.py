@@ -14,6 +14,13 @@ os.environ.setdefault("DVC_SITE_CACHE_DIR", tempfile.mkdtemp(prefix="dvc-site-ca
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (pyproject's addopts: one worker per core) each worker, and every stage it starts as a
+# subprocess, gets its share of the cores: two torch processes on the same cores each at full width run 10-100x
+# slower. Set before torch is imported, so its pools start at this width.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _share
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,3 +65,9 @@ def make_tiny_world(tiny_model, tiny_processor):
         return root
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first: under xdist the longest file then starts at once on one worker while the others
+    share the rest, instead of starting last and running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files keep their order

@@ -95,7 +95,7 @@ BAD_PARAMS = [
 ]
 
 
-@pytest.mark.parametrize(("key", "value", "words"), BAD_PARAMS, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD_PARAMS])
+@pytest.mark.parametrize(("key", "value", "words"), BAD_PARAMS, ids=[f"{k}={'<deleted>' if v is DELETE else repr(v)}"[:40] for k, v, _ in BAD_PARAMS])
 def test_bad_params_give_one_line_naming_the_key(raw, key, value, words):
     with pytest.raises(ConfigError) as err:
         config_from_dict(_set(raw, key, value))

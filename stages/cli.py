@@ -315,7 +315,7 @@ def study_report(
     _setup()
     stage = _stage("study-report")
 
-    _run(stage.main, cfg, metrics, live, out, summary, answers, base)
+    _run(stage.main, cfg, metrics, live, out, summary)
 
 
 @app.command("bench")

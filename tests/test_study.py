@@ -156,6 +156,7 @@ def study_world(tmp_path_factory, make_tiny_world):
     raw["study"].update(seeds=[0], probe_every=2, probe_questions=3)
     raw["study"]["configs"] = {n: raw["study"]["configs"][n]
                                for n in ("none", "stochastic", "stochastic-shaped", "sft-decay")}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))  # for the CLI, as DVC runs it
     return root, config_from_dict(raw)
 
 
@@ -193,9 +194,11 @@ def test_a_killed_study_run_resumes_without_redoing_a_finished_seed(study_world,
 
 
 def test_the_study_end_to_end_writes_the_report(study_world, tmp_path):
-    from stages import study_report
+    import json
+    import subprocess
+    import sys
 
-    _, cfg = study_world
+    root, cfg = study_world
     for name in cfg.study.configs:
         out = _run_config(study_world, name, tmp_path)
         run = out["runs"][0]
@@ -203,8 +206,13 @@ def test_the_study_end_to_end_writes_the_report(study_world, tmp_path):
         assert len(run["superclevr"]["per_question"]["correct"]) == 6
     probe = tmp_path / "live" / "none" / "seed-0" / "plots" / "metrics" / "probe" / "superclevr_digit_rate.tsv"
     assert len(probe.read_text().splitlines()) == 1 + 2  # probed after steps 2 and 4
-    summary = study_report.main(cfg, tmp_path / "metrics", tmp_path / "live", tmp_path / "reports",
-                                tmp_path / "summary.json")
+    # the report through the CLI, the way study/dvc.yaml runs it (its wiring broke once: a NameError at the end)
+    proc = subprocess.run([sys.executable, "-m", "stages.cli", "study-report", "--params", str(root / "params.yaml"),
+                           "--metrics", str(tmp_path / "metrics"), "--live", str(tmp_path / "live"),
+                           "--out", str(tmp_path / "reports"), "--summary", str(tmp_path / "summary.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary) == list(cfg.study.configs)
     md = (tmp_path / "reports" / "study.md").read_text()
     for name in cfg.study.configs:

@@ -14,8 +14,8 @@ os.environ.setdefault("DVC_SITE_CACHE_DIR", tempfile.mkdtemp(prefix="dvc-site-ca
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Under pytest-xdist (pyproject's addopts: one worker per core) each worker, and every stage it starts as a
-# subprocess, gets its share of the cores: two torch processes on the same cores each at full width run 10-100x
+# Under pytest-xdist (pyproject's addopts) each worker, and every stage it starts as a subprocess, gets its share
+# of the cores (at least one thread): two torch processes on the same cores each at full width run 10-100x
 # slower. Set before torch is imported, so its pools start at this width.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))

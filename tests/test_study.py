@@ -4,7 +4,10 @@ study/dvc.yaml pipeline (deps derived from the code, never run by the main `dvc 
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,10 +197,6 @@ def test_a_killed_study_run_resumes_without_redoing_a_finished_seed(study_world,
 
 
 def test_the_study_end_to_end_writes_the_report(study_world, tmp_path):
-    import json
-    import subprocess
-    import sys
-
     root, cfg = study_world
     for name in cfg.study.configs:
         out = _run_config(study_world, name, tmp_path)
